@@ -1,0 +1,24 @@
+/**
+ * lifeguard: a resilient connection pool. This entry is the database-agnostic core;
+ * `lifeguard/postgres` adds PostgreSQL over node-postgres.
+ */
+export { createPool } from './pool/pool.js';
+export type { Pool, Lease, PoolStats, DestroyReason, CircuitState } from './pool/pool.js';
+export type { Adapter, PoolOptions, AcquireOptions, RetryOptions, CircuitBreakerOptions } from './pool/options.js';
+export type { Clock, ClockTimer } from './pool/clock.js';
+export type { Summary } from './pool/histogram.js';
+export {
+  PoolError,
+  AcquireTimeoutError,
+  PoolClosedError,
+  PoolQueueFullError,
+  CircuitOpenError,
+  CreateResourceError,
+  CreateTimeoutError,
+  PingTimeoutError,
+  DestroyTimeoutError,
+  LeaseReleasedError,
+  InvalidPoolOptionError,
+  LeakDetectedError,
+} from './pool/errors.js';
+export type { AcquireTimeoutReason, AcquireTimeoutStats } from './pool/errors.js';

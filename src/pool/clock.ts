@@ -1,0 +1,70 @@
+/**
+ * The pool's only source of time. Tests inject a virtual clock; production uses
+ * {@link systemClock}. Times are monotonic milliseconds, never wall-clock, so NTP steps
+ * and `Date` jumps change nothing.
+ */
+export interface Clock {
+  now(): number;
+  setTimeout(callback: () => void, ms: number): ClockTimer;
+  clearTimeout(timer: ClockTimer): void;
+}
+
+/** Opaque handle returned by {@link Clock.setTimeout}. */
+export type ClockTimer = unknown;
+
+/**
+ * Reading the monotonic clock costs ~50 ns, as much as a whole acquire+release, so the
+ * system clock caches its reading. The cache is refreshed every 16 reads and expires at
+ * the end of the event-loop turn (one `setImmediate` per turn, not per operation). That
+ * is the same precision Node's own timers have: they too start from the time cached at
+ * the beginning of the turn.
+ */
+class SystemClock implements Clock {
+  #cached = 0;
+  #budget = 0;
+  #fresh = false;
+  readonly #expire = (): void => {
+    this.#fresh = false;
+  };
+
+  now(): number {
+    if (this.#fresh && --this.#budget > 0) return this.#cached;
+    this.#cached = performance.now();
+    this.#budget = 16;
+    if (!this.#fresh) {
+      this.#fresh = true;
+      setImmediate(this.#expire).unref();
+    }
+    return this.#cached;
+  }
+
+  setTimeout(callback: () => void, ms: number): ClockTimer {
+    // Pool timers must never keep the process alive.
+    return setTimeout(callback, ms).unref();
+  }
+
+  clearTimeout(timer: ClockTimer): void {
+    clearTimeout(timer as NodeJS.Timeout);
+  }
+}
+
+export const systemClock: Clock = new SystemClock();
+
+/** Sleep on `clock`, rejecting with `signal.reason` when `signal` aborts first. */
+export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clock.clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,73 @@
+/** count, p50, p99 and max of a duration distribution, in milliseconds. */
+export interface Summary {
+  readonly count: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+// Log-linear buckets over whole microseconds: exact below 32 µs, then 16 buckets per
+// power of two (≤ 6.25 % relative error), up to 2^31 µs (~36 min). 448 counters,
+// whatever the traffic: memory is bounded, recording is a few integer operations.
+const SUB_BITS = 4;
+const SUB = 1 << SUB_BITS;
+const MAX_US = 2 ** 31 - 1;
+const BUCKETS = (31 - SUB_BITS) * SUB + 2 * SUB;
+
+function bucketOf(us: number): number {
+  if (us < 2 * SUB) return us;
+  const shift = 31 - Math.clz32(us) - SUB_BITS;
+  return shift * SUB + (us >>> shift);
+}
+
+function bucketMidpointUs(index: number): number {
+  if (index < 2 * SUB) return index;
+  const shift = (index >>> SUB_BITS) - 1;
+  const lower = ((index & (SUB - 1)) | SUB) << shift;
+  return lower + (1 << shift) / 2;
+}
+
+export class Histogram {
+  readonly #counts = new Float64Array(BUCKETS);
+  #count = 0;
+  #sumMs = 0;
+  #maxMs = 0;
+
+  record(ms: number): void {
+    const clamped = ms > 0 ? ms : 0;
+    const us = clamped * 1000 < MAX_US ? Math.round(clamped * 1000) : MAX_US;
+    this.#counts[bucketOf(us)]!++;
+    this.#count++;
+    this.#sumMs += clamped;
+    if (clamped > this.#maxMs) this.#maxMs = clamped;
+  }
+
+  /** `record(0)` for the hot path: an acquire served from the idle list waited no time at all. */
+  recordZero(): void {
+    this.#counts[0]!++;
+    this.#count++;
+  }
+
+  summary(): Summary {
+    const count = this.#count;
+    if (count === 0) return { count: 0, p50: 0, p99: 0, max: 0, mean: 0 };
+    return {
+      count,
+      p50: Math.min(this.#quantileMs(0.5), this.#maxMs),
+      p99: Math.min(this.#quantileMs(0.99), this.#maxMs),
+      max: this.#maxMs,
+      mean: this.#sumMs / count,
+    };
+  }
+
+  #quantileMs(q: number): number {
+    const rank = Math.ceil(q * this.#count);
+    let seen = 0;
+    for (let i = 0; i < BUCKETS; i++) {
+      seen += this.#counts[i]!;
+      if (seen >= rank) return bucketMidpointUs(i) / 1000;
+    }
+    return this.#maxMs;
+  }
+}

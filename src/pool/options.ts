@@ -1,0 +1,315 @@
+import { systemClock, type Clock } from './clock.js';
+import { InvalidPoolOptionError } from './errors.js';
+
+/**
+ * What the pool needs to know about one kind of resource. Only `create` and `destroy`
+ * are required; every hook is called with the resource the pool handed out.
+ */
+export interface Adapter<T> {
+  /** Open one resource. `signal` aborts when the attempt exceeds `createTimeoutMs` or the pool closes. */
+  create(ctx: { signal: AbortSignal; attempt: number }): Promise<T>;
+  /** Close one resource. Must tolerate resources that are already dead. */
+  destroy(resource: T): Promise<void>;
+  /** O(1), no I/O: is this resource known to be unusable? Checked on every borrow and return. */
+  isBroken?(resource: T): boolean;
+  /** A round trip proving the resource works; bounded by the caller's deadline and `pingTimeoutMs`. */
+  ping?(resource: T, signal: AbortSignal): Promise<void>;
+  /** Clean a returned resource before reuse; a rejection destroys it instead. */
+  reset?(resource: T, signal: AbortSignal): Promise<void>;
+  /** May a failed create be retried? `false` fails the waiting acquire at once. Default: always. */
+  isRetryable?(error: unknown): boolean;
+  /** Does this error (thrown inside `withConnection`) mean the resource is dead? Default: never. */
+  isFatal?(error: unknown): boolean;
+}
+
+/** Backoff for failed creates (p-retry semantics). */
+export interface RetryOptions {
+  /** Retries after the first attempt. Retrying also stops when nobody waits and the pool is at `min`. @default Infinity */
+  readonly retries?: number;
+  /** Delay before the first retry. @default 100 */
+  readonly minTimeoutMs?: number;
+  /** Cap on any one delay. @default 5000 */
+  readonly maxTimeoutMs?: number;
+  /** Growth of the delay per retry. @default 2 */
+  readonly factor?: number;
+  /** Multiply each delay by a random factor in [1, 2) so clients do not retry in lockstep. @default true */
+  readonly randomize?: boolean;
+}
+
+/** Fail fast while creates keep failing; see the README's "Circuit breaker". */
+export interface CircuitBreakerOptions {
+  /** Consecutive failed create attempts that open the breaker. @default 5 */
+  readonly failureThreshold?: number;
+  /** How long the breaker stays open before one probe create is let through. @default 1000 */
+  readonly cooldownMs?: number;
+}
+
+export interface PoolOptions<T> {
+  /** The driver adapter. Required. */
+  readonly adapter: Adapter<T>;
+  /** Most resources alive at once, counting those being created. @default 10 */
+  readonly max?: number;
+  /** Resources created at start and kept in the background, idle or not. @default 0 */
+  readonly min?: number;
+  /** Most acquires allowed to wait; one more fails at once with `PoolQueueFullError`. @default Infinity */
+  readonly maxWaiting?: number;
+  /** Deadline of one acquire, covering the wait, a create and a ping. `Infinity` waits forever. @default 30000 */
+  readonly acquireTimeoutMs?: number;
+  /** Bound on one create attempt. @default 10000 */
+  readonly createTimeoutMs?: number;
+  /** Ping a resource on borrow when it has been idle longer than this; `0` pings on every borrow, `Infinity` never. @default 1000 */
+  readonly pingIfIdleMs?: number;
+  /** Bound on one ping, also bounded by the caller's deadline. @default 5000 */
+  readonly pingTimeoutMs?: number;
+  /** Bound on one `reset`; a reset that takes longer destroys the resource. @default 5000 */
+  readonly resetTimeoutMs?: number;
+  /** Bound on one `destroy`; after it the slot is reused and the failure goes to `onError`. @default 5000 */
+  readonly destroyTimeoutMs?: number;
+  /** Destroy resources idle longer than this while the pool is above `min`. `Infinity` keeps them. @default 600000 */
+  readonly idleTimeoutMs?: number;
+  /** Retire resources older than this (each with up to 10 % less, at random), never while leased. `Infinity` never. @default 1800000 */
+  readonly maxLifetimeMs?: number;
+  /** Ping idle resources this often in the background. `Infinity` never. @default 60000 */
+  readonly keepaliveMs?: number;
+  /** Report a lease held longer than this, once, as a `LeakDetectedError` to `onError`. `Infinity` never. @default Infinity */
+  readonly leakDetectionMs?: number;
+  /** Most creates in flight at once. @default min(max, 4) */
+  readonly maxConnecting?: number;
+  /** Backoff for failed creates. */
+  readonly retry?: RetryOptions;
+  /** `false` turns the breaker off. @default { failureThreshold: 5, cooldownMs: 1000 } */
+  readonly circuitBreaker?: CircuitBreakerOptions | false;
+  /** Receives background errors (failed destroys, keepalive pings, creates nobody waits for, leaks). A throwing handler is ignored. @default process.emitWarning */
+  readonly onError?: (error: unknown) => void;
+  /** Source of time and timers; tests inject a virtual one. @default the monotonic system clock */
+  readonly clock?: Clock;
+}
+
+export interface AcquireOptions {
+  /** Abort the wait; the acquire rejects with `signal.reason`. */
+  readonly signal?: AbortSignal;
+  /** This acquire's deadline instead of `acquireTimeoutMs`. */
+  readonly timeoutMs?: number;
+  /** Higher is served first; FIFO within a priority. @default 0 */
+  readonly priority?: number;
+}
+
+/** Options after validation, every default filled in. */
+export interface ResolvedOptions<T> {
+  readonly adapter: Adapter<T>;
+  readonly max: number;
+  readonly min: number;
+  readonly maxWaiting: number;
+  readonly acquireTimeoutMs: number;
+  readonly createTimeoutMs: number;
+  readonly pingIfIdleMs: number;
+  readonly pingTimeoutMs: number;
+  readonly resetTimeoutMs: number;
+  readonly destroyTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  readonly keepaliveMs: number;
+  readonly leakDetectionMs: number;
+  readonly maxConnecting: number;
+  readonly retry: Required<RetryOptions>;
+  readonly circuitBreaker: Required<CircuitBreakerOptions> | false;
+  readonly onError: (error: unknown) => void;
+  readonly clock: Clock;
+}
+
+const POOL_KEYS = new Set([
+  'adapter', 'max', 'min', 'maxWaiting', 'acquireTimeoutMs', 'createTimeoutMs', 'pingIfIdleMs', 'pingTimeoutMs',
+  'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'keepaliveMs', 'leakDetectionMs',
+  'maxConnecting', 'retry', 'circuitBreaker', 'onError', 'clock',
+]);
+const RETRY_KEYS = new Set(['retries', 'minTimeoutMs', 'maxTimeoutMs', 'factor', 'randomize']);
+const BREAKER_KEYS = new Set(['failureThreshold', 'cooldownMs']);
+const ACQUIRE_KEYS = new Set(['signal', 'timeoutMs', 'priority']);
+const ADAPTER_HOOKS = ['isBroken', 'ping', 'reset', 'isRetryable', 'isFatal'] as const;
+
+function defaultOnError(error: unknown): void {
+  process.emitWarning(error instanceof Error ? error : new Error(String(error)), { type: 'LifeguardWarning' });
+}
+
+/** Validate pool options once, at construction. Throws `InvalidPoolOptionError`; never clamps. */
+export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
+  if (typeof options !== 'object' || options === null) {
+    throw InvalidPoolOptionError.expected('options', 'an object with at least `adapter`', options);
+  }
+  rejectUnknownKeys('', options, POOL_KEYS);
+  const adapter = checkAdapter(options.adapter);
+
+  const max = integer('max', options.max, 10, 1);
+  const min = integer('min', options.min, 0, 0);
+  if (min > max) throw InvalidPoolOptionError.expected('min', `an integer in [0, max] (max is ${max})`, min);
+  const maxWaiting = integer('maxWaiting', options.maxWaiting, Infinity, 0, true);
+  const maxConnecting = integer('maxConnecting', options.maxConnecting, Math.min(max, 4), 1);
+  if (maxConnecting > max) {
+    throw InvalidPoolOptionError.expected('maxConnecting', `an integer in [1, max] (max is ${max})`, maxConnecting);
+  }
+
+  const acquireTimeoutMs = duration('acquireTimeoutMs', options.acquireTimeoutMs, 30_000, false, true);
+  const createTimeoutMs = duration('createTimeoutMs', options.createTimeoutMs, 10_000, false, true);
+  const pingIfIdleMs = duration('pingIfIdleMs', options.pingIfIdleMs, 1000, true, true);
+  const pingTimeoutMs = duration('pingTimeoutMs', options.pingTimeoutMs, 5000, false, true);
+  if (options.pingTimeoutMs !== undefined && pingTimeoutMs >= acquireTimeoutMs) {
+    throw InvalidPoolOptionError.expected('pingTimeoutMs', `less than acquireTimeoutMs (${acquireTimeoutMs})`, pingTimeoutMs);
+  }
+  const resetTimeoutMs = duration('resetTimeoutMs', options.resetTimeoutMs, 5000, false, true);
+  const destroyTimeoutMs = duration('destroyTimeoutMs', options.destroyTimeoutMs, 5000, false, true);
+  const idleTimeoutMs = duration('idleTimeoutMs', options.idleTimeoutMs, 600_000, false, true);
+  const maxLifetimeMs = duration('maxLifetimeMs', options.maxLifetimeMs, 1_800_000, false, true);
+  const keepaliveMs = duration('keepaliveMs', options.keepaliveMs, 60_000, false, true);
+  const leakDetectionMs = duration('leakDetectionMs', options.leakDetectionMs, Infinity, false, true);
+
+  return {
+    adapter,
+    max,
+    min,
+    maxWaiting,
+    acquireTimeoutMs,
+    createTimeoutMs,
+    pingIfIdleMs,
+    pingTimeoutMs,
+    resetTimeoutMs,
+    destroyTimeoutMs,
+    idleTimeoutMs,
+    maxLifetimeMs,
+    keepaliveMs,
+    leakDetectionMs,
+    maxConnecting,
+    retry: checkRetry(options.retry),
+    circuitBreaker: checkBreaker(options.circuitBreaker),
+    onError: optionalFunction('onError', options.onError) ?? defaultOnError,
+    clock: checkClock(options.clock),
+  };
+}
+
+/** Validate per-call acquire options; returns an error instead of throwing so `acquire` can reject. */
+export function checkAcquireOptions(options: unknown): InvalidPoolOptionError | undefined {
+  try {
+    if (typeof options !== 'object' || options === null) {
+      throw InvalidPoolOptionError.expected('acquire options', 'an object', options);
+    }
+    rejectUnknownKeys('acquire options.', options, ACQUIRE_KEYS);
+    const { signal, timeoutMs, priority } = options as AcquireOptions;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw InvalidPoolOptionError.expected('signal', 'an AbortSignal', signal);
+    }
+    if (timeoutMs !== undefined) duration('timeoutMs', timeoutMs, 0, false, true);
+    if (priority !== undefined && !(typeof priority === 'number' && Number.isFinite(priority))) {
+      throw InvalidPoolOptionError.expected('priority', 'a finite number', priority);
+    }
+    return undefined;
+  } catch (error) {
+    return error as InvalidPoolOptionError;
+  }
+}
+
+function rejectUnknownKeys(prefix: string, object: object, known: ReadonlySet<string>): void {
+  for (const key of Object.keys(object)) {
+    if (known.has(key)) continue;
+    const hint = closest(key, known);
+    throw new InvalidPoolOptionError(
+      `${prefix}${key}`,
+      `Unknown option \`${prefix}${key}\`${hint === undefined ? '' : ` (did you mean \`${prefix}${hint}\`?)`}; known options: ${[...known].join(', ')}`,
+    );
+  }
+}
+
+// Suggest the known key sharing the longest prefix, so `acquireTimeoutMillis` points at `acquireTimeoutMs`.
+function closest(key: string, known: ReadonlySet<string>): string | undefined {
+  let best: string | undefined;
+  let bestLength = 3;
+  const lower = key.toLowerCase();
+  for (const candidate of known) {
+    const other = candidate.toLowerCase();
+    let n = 0;
+    while (n < lower.length && n < other.length && lower[n] === other[n]) n++;
+    if (n > bestLength) {
+      best = candidate;
+      bestLength = n;
+    }
+  }
+  return best;
+}
+
+function integer(name: string, value: unknown, fallback: number, min: number, allowInfinity = false): number {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && ((Number.isInteger(value) && value >= min) || (allowInfinity && value === Infinity))) {
+    return value;
+  }
+  throw InvalidPoolOptionError.expected(name, `an integer >= ${min}${allowInfinity ? ' or Infinity' : ''}`, value);
+}
+
+function duration(name: string, value: unknown, fallback: number, allowZero: boolean, allowInfinity: boolean): number {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && !Number.isNaN(value) && (allowZero ? value >= 0 : value > 0) && (allowInfinity || value !== Infinity)) {
+    return value;
+  }
+  const range = allowZero ? 'a number of milliseconds >= 0' : 'a number of milliseconds > 0';
+  throw InvalidPoolOptionError.expected(name, `${range}${allowInfinity ? ' (or Infinity for never)' : ''}`, value);
+}
+
+function optionalFunction<F>(name: string, value: F | undefined): F | undefined {
+  if (value === undefined || typeof value === 'function') return value;
+  throw InvalidPoolOptionError.expected(name, 'a function', value);
+}
+
+function checkAdapter<T>(adapter: Adapter<T>): Adapter<T> {
+  if (typeof adapter !== 'object' || adapter === null) {
+    throw InvalidPoolOptionError.expected('adapter', 'an object with create() and destroy() functions', adapter);
+  }
+  for (const hook of ['create', 'destroy'] as const) {
+    if (typeof adapter[hook] !== 'function') {
+      throw InvalidPoolOptionError.expected(`adapter.${hook}`, 'a function', adapter[hook]);
+    }
+  }
+  for (const hook of ADAPTER_HOOKS) optionalFunction(`adapter.${hook}`, adapter[hook]);
+  return adapter;
+}
+
+function checkRetry(retry: RetryOptions | undefined): Required<RetryOptions> {
+  if (retry !== undefined && (typeof retry !== 'object' || retry === null)) {
+    throw InvalidPoolOptionError.expected('retry', 'an object', retry);
+  }
+  const given = retry ?? {};
+  rejectUnknownKeys('retry.', given, RETRY_KEYS);
+  const minTimeoutMs = duration('retry.minTimeoutMs', given.minTimeoutMs, 100, true, false);
+  const maxTimeoutMs = duration('retry.maxTimeoutMs', given.maxTimeoutMs, 5000, true, true);
+  if (maxTimeoutMs < minTimeoutMs) {
+    throw InvalidPoolOptionError.expected('retry.maxTimeoutMs', `>= retry.minTimeoutMs (${minTimeoutMs})`, maxTimeoutMs);
+  }
+  const factor = given.factor ?? 2;
+  if (!(typeof factor === 'number' && Number.isFinite(factor) && factor >= 1)) {
+    throw InvalidPoolOptionError.expected('retry.factor', 'a finite number >= 1', factor);
+  }
+  const randomize = given.randomize ?? true;
+  if (typeof randomize !== 'boolean') throw InvalidPoolOptionError.expected('retry.randomize', 'a boolean', randomize);
+  return { retries: integer('retry.retries', given.retries, Infinity, 0, true), minTimeoutMs, maxTimeoutMs, factor, randomize };
+}
+
+function checkBreaker(breaker: CircuitBreakerOptions | false | undefined): Required<CircuitBreakerOptions> | false {
+  if (breaker === false) return false;
+  if (breaker !== undefined && (typeof breaker !== 'object' || breaker === null)) {
+    throw InvalidPoolOptionError.expected('circuitBreaker', 'an object or false', breaker);
+  }
+  const given = breaker ?? {};
+  rejectUnknownKeys('circuitBreaker.', given, BREAKER_KEYS);
+  return {
+    failureThreshold: integer('circuitBreaker.failureThreshold', given.failureThreshold, 5, 1),
+    cooldownMs: duration('circuitBreaker.cooldownMs', given.cooldownMs, 1000, false, false),
+  };
+}
+
+function checkClock(clock: Clock | undefined): Clock {
+  if (clock === undefined) return systemClock;
+  if (
+    typeof clock === 'object' && clock !== null &&
+    typeof clock.now === 'function' && typeof clock.setTimeout === 'function' && typeof clock.clearTimeout === 'function'
+  ) {
+    return clock;
+  }
+  throw InvalidPoolOptionError.expected('clock', 'an object with now(), setTimeout() and clearTimeout()', clock);
+}
+

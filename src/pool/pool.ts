@@ -1,0 +1,1111 @@
+import pRetry, { AbortError } from 'p-retry';
+import { sleep, type Clock, type ClockTimer } from './clock.js';
+import {
+  AcquireTimeoutError,
+  CircuitOpenError,
+  CreateResourceError,
+  CreateTimeoutError,
+  DestroyTimeoutError,
+  InvalidPoolOptionError,
+  LeakDetectedError,
+  LeaseReleasedError,
+  PingTimeoutError,
+  PoolClosedError,
+  PoolError,
+  PoolQueueFullError,
+  type AcquireTimeoutReason,
+} from './errors.js';
+import { Histogram, type Summary } from './histogram.js';
+import { checkAcquireOptions, resolveOptions, type AcquireOptions, type Adapter, type PoolOptions, type ResolvedOptions } from './options.js';
+import { WaiterQueue, type Waiter } from './waiters.js';
+
+/** A borrowed resource. Release it (or let `await using` do it) exactly when you are done. */
+export interface Lease<T> extends AsyncDisposable {
+  /** The resource. Throws `LeaseReleasedError` once the lease was released or destroyed. */
+  readonly resource: T;
+  /**
+   * Reset the resource and return it to the pool (or destroy it when broken or expired).
+   * Calling it again, or after `destroy()`, does nothing: `await using` after an explicit
+   * release is safe.
+   */
+  release(): Promise<void>;
+  /**
+   * Evict the resource instead of returning it. A second call does nothing; calling it
+   * after `release()` rejects with `LeaseReleasedError`, because the resource may already
+   * be serving another caller.
+   */
+  destroy(reason?: unknown): Promise<void>;
+  /** Same as `release()`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface Pool<T> extends AsyncDisposable {
+  /** Borrow a resource within the acquire deadline. */
+  acquire(options?: AcquireOptions): Promise<Lease<T>>;
+  /**
+   * Run `fn` with a borrowed resource and always give it back: released when `fn`
+   * settles, destroyed instead when `fn` threw an error the adapter calls fatal. The
+   * signal aborts when the caller's signal does or when `close()` gives up waiting.
+   */
+  withConnection<R>(fn: (resource: T, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R>;
+  /** A cheap snapshot of gauges, counters and timing summaries. */
+  stats(): PoolStats;
+  /** Create `min` resources now; rejects with the create error if one cannot be created. */
+  warmup(): Promise<void>;
+  /**
+   * Stop handing out resources and destroy them all: queued and later acquires reject
+   * with `PoolClosedError`, leases are waited for up to `timeoutMs` (default 30 s) and
+   * then destroyed. Idempotent: every call returns the same promise.
+   */
+  close(options?: { timeoutMs?: number }): Promise<void>;
+  /** `true` from the moment `close()` is called. */
+  readonly closed: boolean;
+  /** Same as `close()`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Why a resource was destroyed. */
+export type DestroyReason = 'broken' | 'pingFailed' | 'resetFailed' | 'idle' | 'lifetime' | 'closed' | 'user';
+
+export type CircuitState = 'closed' | 'open' | 'half-open';
+
+export interface PoolStats {
+  readonly max: number;
+  readonly min: number;
+  /** Live resources: idle + leased + checking + resetting. `size + creating <= max` always. */
+  readonly size: number;
+  readonly idle: number;
+  readonly leased: number;
+  readonly creating: number;
+  /** Idle resources being health-checked (borrow-time or keepalive ping). */
+  readonly checking: number;
+  /** Returned resources being reset. */
+  readonly resetting: number;
+  /** Resources whose destroy is still running; their slots are already free. */
+  readonly destroying: number;
+  readonly waiting: number;
+  /** Acquires that got a resource. */
+  readonly acquired: number;
+  /** Acquires that hit their deadline. */
+  readonly timedOut: number;
+  /** Acquires whose signal aborted while they waited. */
+  readonly aborted: number;
+  /** Acquires refused: closed pool, full queue, open circuit, or a create that cannot succeed. */
+  readonly rejected: { readonly closed: number; readonly queueFull: number; readonly circuitOpen: number; readonly createFailed: number };
+  readonly created: number;
+  /** Failed create attempts (each retry counts). */
+  readonly createFailed: number;
+  readonly destroyed: number;
+  readonly destroyedByReason: Readonly<Record<DestroyReason, number>>;
+  readonly circuit: CircuitState;
+  /** Create attempts failed in a row since the last success. */
+  readonly consecutiveCreateFailures: number;
+  /** Time from acquire to lease, in ms (0 when a resource was idle). */
+  readonly waitTime: Summary;
+  /** Time from acquire to release, in ms. */
+  readonly leaseTime: Summary;
+  /** Time of a successful create, retries included, in ms. */
+  readonly createTime: Summary;
+}
+
+// One explicit state per pooled resource, changed only in #setState.
+const CREATING = 0;
+const IDLE = 1;
+const LEASED = 2;
+const CHECKING = 3;
+const RESETTING = 4;
+const DESTROYING = 5;
+const DESTROYED = 6;
+type State = 0 | 1 | 2 | 3 | 4 | 5 | 6;
+const STATE_NAMES = ['creating', 'idle', 'leased', 'checking', 'resetting', 'destroying', 'destroyed'] as const;
+const bit = (...states: State[]): number => states.reduce<number>((mask, s) => mask | (1 << s), 0);
+const ALLOWED: readonly number[] = [
+  /* creating   */ bit(IDLE, LEASED, DESTROYING, DESTROYED),
+  /* idle       */ bit(LEASED, CHECKING, DESTROYING),
+  /* leased     */ bit(IDLE, RESETTING, DESTROYING),
+  /* checking   */ bit(IDLE, LEASED, DESTROYING),
+  /* resetting  */ bit(IDLE, LEASED, DESTROYING),
+  /* destroying */ bit(DESTROYED),
+  /* destroyed  */ 0,
+];
+
+const CIRCUIT_CLOSED = 0;
+const CIRCUIT_OPEN = 1;
+const CIRCUIT_HALF_OPEN = 2;
+const CIRCUIT_NAMES: readonly CircuitState[] = ['closed', 'open', 'half-open'];
+
+const RESOLVED: Promise<void> = Promise.resolve();
+const kRelease = Symbol('release');
+const kDestroy = Symbol('destroy');
+
+class Entry<T> {
+  state: State = CREATING;
+  resource: T = undefined as T;
+  createdAt = 0;
+  expiresAt = Infinity;
+  /** Last time the resource was known to work: returned, created or pinged. */
+  lastUsedAt = 0;
+  lease: PoolLease<T> | undefined = undefined;
+}
+
+/** Rarely used parts of a waiter, kept apart so the common waiter stays small (100k queued waiters are a test case). */
+interface WaiterExtras {
+  readonly signal: AbortSignal | undefined;
+  readonly stack: string | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+class PoolWaiter<T> implements Waiter {
+  prev: Waiter | undefined = undefined;
+  next: Waiter | undefined = undefined;
+  lane: Waiter['lane'] = undefined;
+  resolve: (lease: Lease<T>) => void;
+  reject: (error: unknown) => void;
+
+  constructor(
+    readonly priority: number,
+    readonly enqueuedAt: number,
+    readonly deadline: number,
+    readonly extras: WaiterExtras | undefined,
+  ) {
+    // A shared executor instead of a closure per waiter: new Promise() calls it synchronously.
+    this.promise = new Promise(captureResolvers);
+    this.resolve = capturedResolve as (lease: Lease<T>) => void;
+    this.reject = capturedReject;
+  }
+
+  readonly promise: Promise<Lease<T>>;
+}
+
+let capturedResolve: (value: never) => void;
+let capturedReject: (error: unknown) => void;
+function captureResolvers(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+class PoolLease<T> implements Lease<T> {
+  #entry: Entry<T> | undefined;
+  #released = false;
+  readonly #pool: PoolImpl<T>;
+  /** @internal */ readonly acquiredAt: number;
+  /** @internal */ stack: string | undefined = undefined;
+  /** @internal */ leakReported = false;
+  /** @internal aborted when close() gives up on this lease. */ controller: AbortController | undefined = undefined;
+
+  constructor(pool: PoolImpl<T>, entry: Entry<T>, acquiredAt: number) {
+    this.#pool = pool;
+    this.#entry = entry;
+    this.acquiredAt = acquiredAt;
+  }
+
+  get resource(): T {
+    const entry = this.#entry;
+    if (entry === undefined) throw new LeaseReleasedError();
+    return entry.resource;
+  }
+
+  release(): Promise<void> {
+    const entry = this.#entry;
+    if (entry === undefined) return RESOLVED;
+    this.#entry = undefined;
+    this.#released = true;
+    return this.#pool[kRelease](this, entry);
+  }
+
+  destroy(reason?: unknown): Promise<void> {
+    const entry = this.#entry;
+    if (entry === undefined) {
+      return this.#released
+        ? Promise.reject(new LeaseReleasedError('Cannot destroy a lease after release(): its resource may already serve another caller'))
+        : RESOLVED;
+    }
+    this.#entry = undefined;
+    return this.#pool[kDestroy](this, entry, reason);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+
+  /** @internal close() destroyed the resource under this lease; later calls are no-ops. */
+  revoke(): void {
+    this.#entry = undefined;
+    this.controller?.abort(new PoolClosedError('Pool closed while this lease was held; its resource was destroyed'));
+  }
+}
+
+/** Carries a failed create attempt through p-retry, which only understands `Error`s. */
+class AttemptFailure extends Error {
+  constructor(
+    readonly error: unknown,
+    readonly fatal: boolean,
+  ) {
+    super('create attempt failed');
+  }
+}
+
+export function createPool<T>(options: PoolOptions<T>): Pool<T> {
+  return new PoolImpl(resolveOptions(options));
+}
+
+class PoolImpl<T> implements Pool<T> {
+  readonly #o: ResolvedOptions<T>;
+  readonly #adapter: Adapter<T>;
+  readonly #clock: Clock;
+  readonly #canPing: boolean;
+  readonly #leakDetection: boolean;
+
+  readonly #idle: Entry<T>[] = [];
+  readonly #entries = new Set<Entry<T>>();
+  readonly #counts = [0, 0, 0, 0, 0, 0, 0];
+  readonly #waiters = new WaiterQueue<PoolWaiter<T>>();
+  readonly #pending = new Set<Promise<unknown>>();
+  readonly #closeController = new AbortController();
+
+  #closing = false;
+  #closePromise: Promise<void> | undefined;
+  #onDrained: (() => void) | undefined;
+  #pumping = false;
+  #pumpAgain = false;
+
+  #deadlineTimer: ClockTimer | undefined;
+  #deadlineAt = Infinity;
+  #maintenanceTimer: ClockTimer | undefined;
+  #maintenanceAt = Infinity;
+  #backoffTimer: ClockTimer | undefined;
+  #breakerTimer: ClockTimer | undefined;
+
+  #lastCreateError: unknown = undefined;
+  #consecutiveFailures = 0;
+  #createBlockedUntil = 0;
+  #circuit = CIRCUIT_CLOSED;
+  #circuitOpenedAt = 0;
+  #warmups: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+
+  #acquired = 0;
+  #timedOut = 0;
+  #aborted = 0;
+  #rejectedClosed = 0;
+  #rejectedQueueFull = 0;
+  #rejectedCircuit = 0;
+  #rejectedCreate = 0;
+  #created = 0;
+  #createFailed = 0;
+  #destroyed = 0;
+  readonly #destroyedBy: Record<DestroyReason, number> = { broken: 0, pingFailed: 0, resetFailed: 0, idle: 0, lifetime: 0, closed: 0, user: 0 };
+  readonly #waitTime = new Histogram();
+  readonly #leaseTime = new Histogram();
+  readonly #createTime = new Histogram();
+
+  constructor(options: ResolvedOptions<T>) {
+    this.#o = options;
+    this.#adapter = options.adapter;
+    this.#clock = options.clock;
+    this.#canPing = typeof options.adapter.ping === 'function';
+    this.#leakDetection = options.leakDetectionMs !== Infinity;
+    if (options.min > 0) this.#pump();
+  }
+
+  get closed(): boolean {
+    return this.#closing;
+  }
+
+  // ---------------------------------------------------------------- acquire
+
+  acquire(options?: AcquireOptions): Promise<Lease<T>> {
+    // Fast path: no options, nobody queued, a healthy idle resource. No timer, no clock read beyond the cached one.
+    if (options === undefined && this.#waiters.size === 0 && !this.#closing) {
+      const lease = this.#takeIdle(undefined);
+      if (lease !== undefined) return Promise.resolve(lease);
+    }
+    return this.#acquireSlow(options);
+  }
+
+  #acquireSlow(options: AcquireOptions | undefined): Promise<Lease<T>> {
+    let timeoutMs = this.#o.acquireTimeoutMs;
+    let priority = 0;
+    let signal: AbortSignal | undefined;
+    if (options !== undefined) {
+      const invalid = checkAcquireOptions(options);
+      if (invalid !== undefined) return Promise.reject(invalid);
+      signal = options.signal;
+      timeoutMs = options.timeoutMs ?? timeoutMs;
+      priority = options.priority ?? 0;
+      if (signal?.aborted) return Promise.reject(signal.reason);
+    }
+    if (this.#closing) {
+      this.#rejectedClosed++;
+      return Promise.reject(new PoolClosedError());
+    }
+    const stack = this.#leakDetection ? new Error('acquired here').stack : undefined;
+    if (this.#waiters.size === 0) {
+      const lease = this.#takeIdle(stack);
+      if (lease !== undefined) return Promise.resolve(lease);
+    }
+    if (this.#waiters.size >= this.#o.maxWaiting) {
+      this.#rejectedQueueFull++;
+      return Promise.reject(new PoolQueueFullError(this.#o.maxWaiting));
+    }
+    const now = this.#clock.now();
+    if (this.#circuit !== CIRCUIT_CLOSED && this.#waiters.size >= this.#coverage(now)) {
+      this.#rejectedCircuit++;
+      return Promise.reject(this.#circuitError(now));
+    }
+
+    const extras: WaiterExtras | undefined = signal === undefined && stack === undefined ? undefined : { signal, stack, onAbort: undefined };
+    const waiter = new PoolWaiter<T>(priority, now, now + timeoutMs, extras);
+    this.#waiters.push(waiter);
+    if (waiter.deadline < this.#deadlineAt) this.#armDeadline(waiter.deadline, now);
+    if (signal !== undefined) {
+      const onAbort = (): void => this.#abortWaiter(waiter);
+      extras!.onAbort = onAbort;
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    // Saturated (the common case under load): nothing idle and no room to create, so nothing for #pump to do.
+    if (this.#idle.length !== 0 || this.#size() + this.#counts[CREATING]! < this.#o.max || this.#circuit !== CIRCUIT_CLOSED) this.#pump();
+    return waiter.promise;
+  }
+
+  /** Pop idle resources until one passes the borrow checks; leaves one that needs a ping for #pump. */
+  #takeIdle(stack: string | undefined): PoolLease<T> | undefined {
+    let entry: Entry<T> | undefined;
+    while ((entry = this.#idle.pop()) !== undefined) {
+      const now = this.#clock.now();
+      if (this.#isBroken(entry)) {
+        this.#destroy(entry, 'broken');
+      } else if (now >= entry.expiresAt) {
+        this.#destroy(entry, 'lifetime');
+      } else if (this.#canPing && now - entry.lastUsedAt > this.#o.pingIfIdleMs) {
+        this.#idle.push(entry);
+        return undefined;
+      } else {
+        this.#setState(entry, LEASED);
+        this.#acquired++;
+        this.#waitTime.recordZero();
+        return this.#lease(entry, now, stack);
+      }
+    }
+    return undefined;
+  }
+
+  #lease(entry: Entry<T>, now: number, stack: string | undefined): PoolLease<T> {
+    const lease = new PoolLease(this, entry, now);
+    entry.lease = lease;
+    if (this.#leakDetection) {
+      lease.stack = stack ?? new Error('acquired here').stack;
+      this.#scheduleMaintenance(now + this.#o.leakDetectionMs, now);
+    }
+    return lease;
+  }
+
+  /** Hand `entry` to `waiter`, which was already removed from the queue. */
+  #serve(waiter: PoolWaiter<T>, entry: Entry<T>, now: number): void {
+    if (entry.state !== LEASED) this.#setState(entry, LEASED);
+    const extras = waiter.extras;
+    if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
+    this.#acquired++;
+    this.#waitTime.record(now - waiter.enqueuedAt);
+    waiter.resolve(this.#lease(entry, now, extras?.stack));
+  }
+
+  #fail(waiter: PoolWaiter<T>, error: unknown): void {
+    const extras = waiter.extras;
+    if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
+    waiter.reject(error);
+  }
+
+  #abortWaiter(waiter: PoolWaiter<T>): void {
+    if (!this.#waiters.remove(waiter)) return;
+    this.#aborted++;
+    this.#fail(waiter, waiter.extras!.signal!.reason);
+  }
+
+  async withConnection<R>(fn: (resource: T, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R> {
+    if (typeof fn !== 'function') throw InvalidPoolOptionError.expected('fn', 'a function', fn);
+    const lease = (await this.acquire(options)) as PoolLease<T>;
+    const controller = new AbortController();
+    lease.controller = controller;
+    const signal = options?.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal]);
+    let result: R;
+    try {
+      result = await fn(lease.resource, signal);
+    } catch (error) {
+      if (this.#isFatal(error)) await lease.destroy(error);
+      else await lease.release();
+      throw error;
+    }
+    await lease.release();
+    return result;
+  }
+
+  // ---------------------------------------------------------------- release
+
+  /** @internal */
+  [kRelease](lease: PoolLease<T>, entry: Entry<T>): Promise<void> {
+    const now = this.#clock.now();
+    this.#leaseTime.record(now - lease.acquiredAt);
+    entry.lease = undefined;
+    if (this.#closing) {
+      this.#destroy(entry, 'closed');
+    } else if (this.#isBroken(entry)) {
+      this.#destroy(entry, 'broken');
+    } else if (now >= entry.expiresAt) {
+      this.#destroy(entry, 'lifetime');
+    } else if (this.#adapter.reset !== undefined) {
+      return this.#reset(entry);
+    } else {
+      entry.lastUsedAt = now;
+      this.#giveBack(entry, now);
+    }
+    return RESOLVED;
+  }
+
+  /** @internal */
+  [kDestroy](lease: PoolLease<T>, entry: Entry<T>, reason: unknown): Promise<void> {
+    this.#leaseTime.record(this.#clock.now() - lease.acquiredAt);
+    entry.lease = undefined;
+    // A reason that says the resource is dead is a breakage; anything else is the user's choice.
+    return this.#destroy(entry, reason !== undefined && this.#isFatal(reason) ? 'broken' : 'user');
+  }
+
+  async #reset(entry: Entry<T>): Promise<void> {
+    this.#setState(entry, RESETTING);
+    try {
+      await this.#bounded((signal) => this.#adapter.reset!(entry.resource, signal), this.#o.resetTimeoutMs, () => new PoolError(`reset took longer than resetTimeoutMs (${this.#o.resetTimeoutMs} ms)`, 'POOL_RESET_TIMEOUT'));
+    } catch (error) {
+      this.#report(error);
+      await this.#destroy(entry, 'resetFailed');
+      return;
+    }
+    const now = this.#clock.now();
+    if (this.#closing) await this.#destroy(entry, 'closed');
+    else if (this.#isBroken(entry)) await this.#destroy(entry, 'broken');
+    else {
+      entry.lastUsedAt = now;
+      this.#giveBack(entry, now);
+    }
+  }
+
+  /** A healthy resource becomes available: the next waiter gets it, or it goes idle. */
+  #giveBack(entry: Entry<T>, now: number): void {
+    if (this.#waiters.size !== 0) {
+      this.#serve(this.#waiters.shift()!, entry, now);
+      return;
+    }
+    this.#setState(entry, IDLE);
+    this.#idle.push(entry);
+    if (this.#maintenanceAt === Infinity) this.#scheduleMaintenance(this.#nextDueForIdle(entry), now);
+  }
+
+  // ---------------------------------------------------------------- the dispatcher
+
+  /**
+   * The one place that matches waiters with resources and decides to create: called
+   * after anything that changes supply or demand. Re-entrant calls are folded into the
+   * running one.
+   */
+  #pump(): void {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        this.#serveFromIdle();
+        if (this.#circuit !== CIRCUIT_CLOSED) this.#trimUncovered();
+        this.#startCreates();
+      } while (this.#pumpAgain);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #serveFromIdle(): void {
+    while (this.#waiters.size > this.#counts[CHECKING]! && this.#idle.length > 0) {
+      const entry = this.#idle.pop()!;
+      const now = this.#clock.now();
+      if (this.#isBroken(entry)) this.#destroy(entry, 'broken');
+      else if (now >= entry.expiresAt) this.#destroy(entry, 'lifetime');
+      else if (this.#canPing && now - entry.lastUsedAt > this.#o.pingIfIdleMs) {
+        const head = this.#waiters.peek()!;
+        this.#ping(entry, Math.min(this.#o.pingTimeoutMs, Math.max(0, head.deadline - now)), false);
+      } else this.#serve(this.#waiters.shift()!, entry, now);
+    }
+  }
+
+  #startCreates(): void {
+    const o = this.#o;
+    while (!this.#closing) {
+      const creating = this.#counts[CREATING]!;
+      const size = this.#size();
+      if (size + creating >= o.max || creating >= o.maxConnecting) return;
+      // Resources already on their way to the queue (Hikari's elision): no create for waiters they will serve.
+      const onTheWay = creating + this.#counts[CHECKING]! + this.#counts[RESETTING]!;
+      if (this.#waiters.size <= onTheWay && size + creating >= o.min) return;
+      const now = this.#clock.now();
+      if (!this.#circuitAllowsCreate(now)) return;
+      if (now < this.#createBlockedUntil) {
+        this.#armBackoff(now);
+        return;
+      }
+      this.#startCreate();
+    }
+  }
+
+  #size(): number {
+    const c = this.#counts;
+    return c[IDLE]! + c[LEASED]! + c[CHECKING]! + c[RESETTING]!;
+  }
+
+  #setState(entry: Entry<T>, to: State): void {
+    const from = entry.state;
+    if ((ALLOWED[from]! & (1 << to)) === 0) {
+      throw new Error(`lifeguard internal error: illegal resource transition ${STATE_NAMES[from]} -> ${STATE_NAMES[to]}`);
+    }
+    this.#counts[from]!--;
+    this.#counts[to]!++;
+    entry.state = to;
+  }
+
+  // ---------------------------------------------------------------- creates
+
+  #startCreate(): void {
+    const entry = new Entry<T>();
+    this.#counts[CREATING]!++;
+    this.#entries.add(entry);
+    const probe = this.#circuit === CIRCUIT_HALF_OPEN;
+    this.#track(this.#runCreate(entry, probe));
+  }
+
+  async #runCreate(entry: Entry<T>, probe: boolean): Promise<void> {
+    const started = this.#clock.now();
+    let attempts = 0;
+    let gaveUp = false;
+    try {
+      const resource = await pRetry(
+        (attempt) => {
+          attempts = attempt;
+          return this.#attemptCreate(attempt);
+        },
+        {
+          // A probe is a single attempt: its result alone decides the breaker.
+          retries: probe ? 0 : this.#o.retry.retries,
+          // p-retry sleeps on the global timers; the backoff sleep happens in shouldRetry on the pool's clock.
+          minTimeout: 0,
+          maxTimeout: 0,
+          shouldRetry: async ({ retriesConsumed }) => {
+            const retry = await this.#backoffBeforeRetry(retriesConsumed);
+            gaveUp = !retry;
+            return retry;
+          },
+          signal: this.#closeController.signal,
+        },
+      );
+      this.#onCreated(entry, resource, started);
+    } catch (error) {
+      this.#setState(entry, DESTROYED);
+      this.#entries.delete(entry);
+      if (this.#closing || !(error instanceof AttemptFailure)) return;
+      if (error.fatal) {
+        this.#failHead(new CreateResourceError('Creating a resource failed with a non-retryable error', error.error, attempts));
+      } else if (!gaveUp && !probe) {
+        this.#failHead(new CreateResourceError(`Creating a resource failed after ${attempts} attempts`, error.error, attempts));
+      }
+    } finally {
+      this.#pump();
+    }
+  }
+
+  /** One create attempt, bounded by createTimeoutMs; a value that arrives too late is destroyed, never leaked. */
+  async #attemptCreate(attempt: number): Promise<T> {
+    const controller = new AbortController();
+    const closeSignal = this.#closeController.signal;
+    const onClose = (): void => controller.abort(closeSignal.reason);
+    closeSignal.addEventListener('abort', onClose, { once: true });
+    const timeoutMs = this.#o.createTimeoutMs;
+    let timer: ClockTimer | undefined;
+    try {
+      const resource = await new Promise<T>((resolve, reject) => {
+        if (timeoutMs !== Infinity) {
+          timer = this.#clock.setTimeout(() => {
+            const error = new CreateTimeoutError(timeoutMs);
+            controller.abort(error);
+            reject(error);
+          }, timeoutMs);
+        }
+        controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
+        let created: Promise<T>;
+        try {
+          created = this.#adapter.create({ signal: controller.signal, attempt });
+        } catch (error) {
+          reject(error);
+          return;
+        }
+        Promise.resolve(created).then((value) => {
+          if (controller.signal.aborted) this.#abandon(value);
+          else resolve(value);
+        }, reject);
+      });
+      if (resource === undefined || resource === null) {
+        throw new AttemptFailure(new TypeError(`adapter.create() resolved no resource (got ${String(resource)})`), true);
+      }
+      return resource;
+    } catch (caught) {
+      const failure = caught instanceof AttemptFailure ? caught : new AttemptFailure(caught, this.#isRetryable(caught) === false);
+      if (!this.#closing) this.#onCreateFailed(failure);
+      throw failure.fatal ? new AbortError(failure) : failure;
+    } finally {
+      if (timer !== undefined) this.#clock.clearTimeout(timer);
+      closeSignal.removeEventListener('abort', onClose);
+    }
+  }
+
+  #onCreateFailed(failure: AttemptFailure): void {
+    const now = this.#clock.now();
+    this.#createFailed++;
+    this.#lastCreateError = failure.error;
+    this.#consecutiveFailures++;
+    if (!failure.fatal) {
+      this.#createBlockedUntil = Math.max(this.#createBlockedUntil, now + this.#backoffDelay(this.#consecutiveFailures - 1));
+    }
+    if (this.#waiters.size === 0) this.#report(failure.error);
+    const breaker = this.#o.circuitBreaker;
+    if (breaker !== false && (this.#circuit === CIRCUIT_HALF_OPEN || (this.#circuit === CIRCUIT_CLOSED && this.#consecutiveFailures >= breaker.failureThreshold))) {
+      this.#openCircuit(now);
+    }
+    for (const warmup of this.#warmups.splice(0)) warmup.reject(failure.error);
+  }
+
+  #onCreated(entry: Entry<T>, resource: T, started: number): void {
+    const now = this.#clock.now();
+    this.#consecutiveFailures = 0;
+    this.#createBlockedUntil = 0;
+    if (this.#circuit !== CIRCUIT_CLOSED) this.#closeCircuit();
+    entry.resource = resource;
+    entry.createdAt = now;
+    entry.lastUsedAt = now;
+    // Up to 10 % earlier, at random, so resources created together do not all retire together.
+    entry.expiresAt = this.#o.maxLifetimeMs === Infinity ? Infinity : now + this.#o.maxLifetimeMs * (1 - 0.1 * Math.random());
+    this.#created++;
+    this.#createTime.record(now - started);
+    if (this.#closing) {
+      void this.#destroy(entry, 'closed');
+      return;
+    }
+    this.#giveBack(entry, now);
+    if (this.#warmups.length > 0 && this.#size() >= this.#o.min) for (const warmup of this.#warmups.splice(0)) warmup.resolve();
+  }
+
+  /** Sleep the backoff on the pool's clock; false when nobody needs the retry any more. */
+  async #backoffBeforeRetry(retriesConsumed: number): Promise<boolean> {
+    if (this.#closing || this.#circuit !== CIRCUIT_CLOSED) return false;
+    const delay = this.#backoffDelay(retriesConsumed);
+    if (!this.#createStillWanted(this.#clock.now() + delay)) return false;
+    await sleep(this.#clock, delay, this.#closeController.signal);
+    return !this.#closing && this.#circuit === CIRCUIT_CLOSED && this.#createStillWanted(this.#clock.now());
+  }
+
+  /** p-retry's formula: min * factor^n, times [1, 2) when randomized, capped at max. */
+  #backoffDelay(retriesConsumed: number): number {
+    const { minTimeoutMs, maxTimeoutMs, factor, randomize } = this.#o.retry;
+    const random = randomize ? 1 + Math.random() : 1;
+    return Math.min(random * minTimeoutMs * factor ** retriesConsumed, maxTimeoutMs);
+  }
+
+  /** Is a create in flight still needed at time `at`: for `min`, or for a waiter whose deadline is later? */
+  #createStillWanted(at: number): boolean {
+    const creating = this.#counts[CREATING]!;
+    if (this.#size() + creating <= this.#o.min) return true;
+    const othersOnTheWay = creating - 1 + this.#counts[CHECKING]! + this.#counts[RESETTING]!;
+    return this.#waiters.size > othersOnTheWay && this.#waiters.latestDeadline() > at;
+  }
+
+  /** Destroy a resource that arrived after its attempt was given up (timeout or close). */
+  #abandon(resource: T): void {
+    if (resource === undefined || resource === null) return;
+    this.#track(
+      this.#bounded(() => this.#adapter.destroy(resource), this.#o.destroyTimeoutMs, () => new DestroyTimeoutError(this.#o.destroyTimeoutMs)).catch((error) =>
+        this.#report(error),
+      ),
+    );
+  }
+
+  /** A create that cannot succeed fails the acquire it was started for: the oldest waiter. */
+  #failHead(error: CreateResourceError): void {
+    const waiter = this.#waiters.shift();
+    if (waiter === undefined) return;
+    this.#rejectedCreate++;
+    this.#fail(waiter, error);
+  }
+
+  // ---------------------------------------------------------------- circuit breaker
+
+  #openCircuit(now: number): void {
+    this.#circuit = CIRCUIT_OPEN;
+    this.#circuitOpenedAt = now;
+    const cooldownMs = (this.#o.circuitBreaker as Required<{ cooldownMs: number }>).cooldownMs;
+    if (this.#breakerTimer !== undefined) this.#clock.clearTimeout(this.#breakerTimer);
+    // After the cooldown, let #pump probe if someone (a waiter or `min`) wants a resource.
+    this.#breakerTimer = this.#clock.setTimeout(() => {
+      this.#breakerTimer = undefined;
+      this.#pump();
+    }, cooldownMs);
+  }
+
+  #closeCircuit(): void {
+    this.#circuit = CIRCUIT_CLOSED;
+    if (this.#breakerTimer !== undefined) this.#clock.clearTimeout(this.#breakerTimer);
+    this.#breakerTimer = undefined;
+  }
+
+  #cooldownOver(now: number): boolean {
+    return this.#circuit === CIRCUIT_OPEN && now >= this.#circuitOpenedAt + (this.#o.circuitBreaker as Required<{ cooldownMs: number }>).cooldownMs;
+  }
+
+  #circuitAllowsCreate(now: number): boolean {
+    if (this.#circuit === CIRCUIT_CLOSED) return true;
+    if (!this.#cooldownOver(now)) return false;
+    this.#circuit = CIRCUIT_HALF_OPEN;
+    return true;
+  }
+
+  /** While the circuit is not closed, how many waiters can expect a resource without a new create. */
+  #coverage(now: number): number {
+    const c = this.#counts;
+    return c[LEASED]! + c[CREATING]! + c[CHECKING]! + c[RESETTING]! + (this.#cooldownOver(now) ? 1 : 0);
+  }
+
+  #circuitError(now: number): CircuitOpenError {
+    const cooldownMs = this.#o.circuitBreaker === false ? 0 : this.#o.circuitBreaker.cooldownMs;
+    return new CircuitOpenError(this.#lastCreateError, this.#circuitOpenedAt + cooldownMs - now);
+  }
+
+  /** Waiters beyond what leases and in-flight creates can serve would only wait out their deadline: fail them now. */
+  #trimUncovered(): void {
+    const now = this.#clock.now();
+    const coverage = this.#coverage(now);
+    while (this.#waiters.size > coverage) {
+      const waiter = this.#waiters.last()!;
+      this.#waiters.remove(waiter);
+      this.#rejectedCircuit++;
+      this.#fail(waiter, this.#circuitError(now));
+    }
+  }
+
+  // ---------------------------------------------------------------- health
+
+  /** Ping an idle resource (already out of the idle list, so nobody else can take it). */
+  #ping(entry: Entry<T>, boundMs: number, keepalive: boolean): void {
+    this.#setState(entry, CHECKING);
+    const task = this.#bounded((signal) => this.#adapter.ping!(entry.resource, signal), boundMs, () => new PingTimeoutError(boundMs)).then(
+      () => {
+        const now = this.#clock.now();
+        entry.lastUsedAt = now;
+        if (this.#closing) return this.#destroy(entry, 'closed');
+        if (this.#isBroken(entry)) return this.#destroy(entry, 'broken');
+        this.#giveBack(entry, now);
+        this.#pump();
+        return undefined;
+      },
+      (error: unknown) => {
+        if (keepalive) this.#report(error);
+        return this.#destroy(entry, this.#closing ? 'closed' : 'pingFailed');
+      },
+    );
+    this.#track(task);
+  }
+
+  #isBroken(entry: Entry<T>): boolean {
+    const isBroken = this.#adapter.isBroken;
+    if (isBroken === undefined) return false;
+    try {
+      return isBroken.call(this.#adapter, entry.resource) === true;
+    } catch (error) {
+      this.#report(error);
+      return true;
+    }
+  }
+
+  #isRetryable(error: unknown): boolean {
+    const isRetryable = this.#adapter.isRetryable;
+    if (isRetryable === undefined) return true;
+    try {
+      return isRetryable.call(this.#adapter, error) !== false;
+    } catch (hookError) {
+      this.#report(hookError);
+      return true;
+    }
+  }
+
+  #isFatal(error: unknown): boolean {
+    const isFatal = this.#adapter.isFatal;
+    if (isFatal === undefined) return false;
+    try {
+      return isFatal.call(this.#adapter, error) === true;
+    } catch (hookError) {
+      this.#report(hookError);
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- destroy
+
+  /** Free the slot now and close the resource in the background, bounded by destroyTimeoutMs. */
+  #destroy(entry: Entry<T>, reason: DestroyReason): Promise<void> {
+    if (entry.state === IDLE) {
+      const index = this.#idle.lastIndexOf(entry);
+      if (index !== -1) this.#idle.splice(index, 1);
+    }
+    this.#setState(entry, DESTROYING);
+    this.#destroyed++;
+    this.#destroyedBy[reason]++;
+    const lease = entry.lease;
+    entry.lease = undefined;
+    lease?.revoke();
+    const task = this.#bounded(() => this.#adapter.destroy(entry.resource), this.#o.destroyTimeoutMs, () => new DestroyTimeoutError(this.#o.destroyTimeoutMs))
+      .catch((error: unknown) => this.#report(error))
+      .finally(() => {
+        this.#setState(entry, DESTROYED);
+        this.#entries.delete(entry);
+      });
+    this.#track(task);
+    if (this.#closing) this.#checkDrained();
+    else this.#pump();
+    return task;
+  }
+
+  /**
+   * Run an adapter hook with a signal that aborts after `ms`; a hook that throws
+   * synchronously or never settles still ends here.
+   */
+  #bounded(hook: (signal: AbortSignal) => Promise<void>, ms: number, timeoutError: () => Error): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const controller = new AbortController();
+      const timer =
+        ms === Infinity
+          ? undefined
+          : this.#clock.setTimeout(() => {
+              const error = timeoutError();
+              controller.abort(error);
+              reject(error);
+            }, ms);
+      const settle = (error?: unknown): void => {
+        if (timer !== undefined) this.#clock.clearTimeout(timer);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      try {
+        Promise.resolve(hook(controller.signal)).then(() => settle(), (error: unknown) => settle(error ?? new Error('adapter hook rejected without a reason')));
+      } catch (error) {
+        settle(error);
+      }
+    });
+  }
+
+  #track(task: Promise<unknown>): void {
+    this.#pending.add(task);
+    const forget = (): void => {
+      this.#pending.delete(task);
+    };
+    task.then(forget, forget);
+  }
+
+  #report(error: unknown): void {
+    try {
+      this.#o.onError(error);
+    } catch {
+      // A throwing onError must not break the pool; there is nowhere left to report it.
+    }
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  #armDeadline(at: number, now: number): void {
+    if (this.#deadlineTimer !== undefined) this.#clock.clearTimeout(this.#deadlineTimer);
+    this.#deadlineAt = at;
+    this.#deadlineTimer = at === Infinity ? undefined : this.#clock.setTimeout(this.#onDeadline, Math.max(0, at - now));
+  }
+
+  readonly #onDeadline = (): void => {
+    this.#deadlineTimer = undefined;
+    this.#deadlineAt = Infinity;
+    const now = this.#clock.now();
+    const next = this.#waiters.expire(now, (waiter) => this.#timeOut(waiter));
+    if (next !== Infinity && next < this.#deadlineAt) this.#armDeadline(next, now);
+  };
+
+  #timeOut(waiter: PoolWaiter<T>): void {
+    this.#timedOut++;
+    const c = this.#counts;
+    const failing = this.#consecutiveFailures > 0;
+    const reason: AcquireTimeoutReason = failing ? 'create-failing' : c[CREATING]! > 0 ? 'slow-create' : c[CHECKING]! > 0 ? 'slow-ping' : 'saturated';
+    const stats = { max: this.#o.max, size: this.#size(), idle: c[IDLE]!, leased: c[LEASED]!, creating: c[CREATING]!, waiting: this.#waiters.size + 1 };
+    const timeoutMs = waiter.deadline - waiter.enqueuedAt;
+    this.#fail(waiter, new AcquireTimeoutError(timeoutMs, reason, stats, failing ? this.#lastCreateError : undefined));
+  }
+
+  #armBackoff(now: number): void {
+    if (this.#backoffTimer !== undefined) return;
+    this.#backoffTimer = this.#clock.setTimeout(() => {
+      this.#backoffTimer = undefined;
+      this.#pump();
+    }, Math.max(0, this.#createBlockedUntil - now));
+  }
+
+  #nextDueForIdle(entry: Entry<T>): number {
+    const o = this.#o;
+    let due = entry.expiresAt;
+    if (o.idleTimeoutMs !== Infinity) due = Math.min(due, entry.lastUsedAt + o.idleTimeoutMs);
+    if (o.keepaliveMs !== Infinity && this.#canPing) due = Math.min(due, entry.lastUsedAt + o.keepaliveMs);
+    return due;
+  }
+
+  #scheduleMaintenance(at: number, now: number): void {
+    if (at >= this.#maintenanceAt || at === Infinity || this.#closing) return;
+    if (this.#maintenanceTimer !== undefined) this.#clock.clearTimeout(this.#maintenanceTimer);
+    this.#maintenanceAt = at;
+    this.#maintenanceTimer = this.#clock.setTimeout(this.#maintain, Math.max(0, at - now));
+  }
+
+  /** Background housekeeping: retire idle and expired resources, keepalive pings, leak reports, top up `min`. */
+  readonly #maintain = (): void => {
+    this.#maintenanceTimer = undefined;
+    this.#maintenanceAt = Infinity;
+    if (this.#closing) return;
+    const o = this.#o;
+    const now = this.#clock.now();
+    let next = Infinity;
+    for (const entry of [...this.#idle]) {
+      if (this.#isBroken(entry)) this.#destroy(entry, 'broken');
+      else if (now >= entry.expiresAt) this.#destroy(entry, 'lifetime');
+      else if (now - entry.lastUsedAt >= o.idleTimeoutMs && this.#size() > o.min) this.#destroy(entry, 'idle');
+      else if (this.#canPing && now - entry.lastUsedAt >= o.keepaliveMs) {
+        this.#idle.splice(this.#idle.indexOf(entry), 1);
+        this.#ping(entry, o.pingTimeoutMs, true);
+      } else next = Math.min(next, this.#nextDueForIdle(entry));
+    }
+    if (this.#leakDetection) {
+      for (const entry of this.#entries) {
+        const lease = entry.lease;
+        if (lease === undefined || lease.leakReported) continue;
+        const heldMs = now - lease.acquiredAt;
+        if (heldMs >= o.leakDetectionMs) {
+          lease.leakReported = true;
+          this.#report(new LeakDetectedError(heldMs, lease.stack));
+        } else next = Math.min(next, lease.acquiredAt + o.leakDetectionMs);
+      }
+    }
+    this.#pump();
+    this.#scheduleMaintenance(next, now);
+  };
+
+  // ---------------------------------------------------------------- warmup, stats, close
+
+  warmup(): Promise<void> {
+    if (this.#closing) return Promise.reject(new PoolClosedError());
+    if (this.#size() >= this.#o.min) return RESOLVED;
+    const done = new Promise<void>((resolve, reject) => this.#warmups.push({ resolve, reject }));
+    this.#pump();
+    return done;
+  }
+
+  stats(): PoolStats {
+    const c = this.#counts;
+    return {
+      max: this.#o.max,
+      min: this.#o.min,
+      size: this.#size(),
+      idle: c[IDLE]!,
+      leased: c[LEASED]!,
+      creating: c[CREATING]!,
+      checking: c[CHECKING]!,
+      resetting: c[RESETTING]!,
+      destroying: c[DESTROYING]!,
+      waiting: this.#waiters.size,
+      acquired: this.#acquired,
+      timedOut: this.#timedOut,
+      aborted: this.#aborted,
+      rejected: { closed: this.#rejectedClosed, queueFull: this.#rejectedQueueFull, circuitOpen: this.#rejectedCircuit, createFailed: this.#rejectedCreate },
+      created: this.#created,
+      createFailed: this.#createFailed,
+      destroyed: this.#destroyed,
+      destroyedByReason: { ...this.#destroyedBy },
+      circuit: CIRCUIT_NAMES[this.#circuit]!,
+      consecutiveCreateFailures: this.#consecutiveFailures,
+      waitTime: this.#waitTime.summary(),
+      leaseTime: this.#leaseTime.summary(),
+      createTime: this.#createTime.summary(),
+    };
+  }
+
+  close(options?: { timeoutMs?: number }): Promise<void> {
+    if (this.#closePromise !== undefined) return this.#closePromise;
+    let timeoutMs = 30_000;
+    if (options !== undefined) {
+      const given = (options as { timeoutMs?: unknown } | null)?.timeoutMs;
+      if (typeof options !== 'object' || options === null || Object.keys(options).some((key) => key !== 'timeoutMs')) {
+        return Promise.reject(InvalidPoolOptionError.expected('close options', 'an object with only `timeoutMs`', options));
+      }
+      if (given !== undefined) {
+        if (typeof given !== 'number' || Number.isNaN(given) || given < 0) {
+          return Promise.reject(InvalidPoolOptionError.expected('timeoutMs', 'a number of milliseconds >= 0 (or Infinity)', given));
+        }
+        timeoutMs = given;
+      }
+    }
+    this.#closing = true;
+    this.#closePromise = this.#close(timeoutMs);
+    return this.#closePromise;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    for (const waiter of [...this.#waiters]) {
+      this.#waiters.remove(waiter);
+      this.#rejectedClosed++;
+      this.#fail(waiter, new PoolClosedError('Pool closed while this acquire was waiting'));
+    }
+    for (const warmup of this.#warmups.splice(0)) warmup.reject(new PoolClosedError());
+    this.#closeController.abort(new PoolClosedError());
+    this.#clearTimers();
+    for (const entry of [...this.#idle]) this.#destroy(entry, 'closed');
+
+    if (this.#outstanding() > 0) {
+      let timer: ClockTimer | undefined;
+      await new Promise<void>((resolve) => {
+        this.#onDrained = resolve;
+        if (timeoutMs !== Infinity) timer = this.#clock.setTimeout(resolve, timeoutMs);
+      });
+      this.#onDrained = undefined;
+      if (timer !== undefined) this.#clock.clearTimeout(timer);
+      // Leases still out after the timeout: destroy their resources; a late release() is a no-op.
+      for (const entry of [...this.#entries]) if (entry.state === LEASED) this.#destroy(entry, 'closed');
+    }
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    this.#clearTimers();
+  }
+
+  /** Resources that close() must wait for before destroying: leased, resetting or being pinged. */
+  #outstanding(): number {
+    const c = this.#counts;
+    return c[LEASED]! + c[RESETTING]! + c[CHECKING]!;
+  }
+
+  #checkDrained(): void {
+    if (this.#onDrained !== undefined && this.#outstanding() === 0) this.#onDrained();
+  }
+
+  #clearTimers(): void {
+    for (const timer of [this.#deadlineTimer, this.#maintenanceTimer, this.#backoffTimer, this.#breakerTimer]) {
+      if (timer !== undefined) this.#clock.clearTimeout(timer);
+    }
+    this.#deadlineTimer = this.#maintenanceTimer = this.#backoffTimer = this.#breakerTimer = undefined;
+    this.#deadlineAt = this.#maintenanceAt = Infinity;
+  }
+}
