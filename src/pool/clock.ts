@@ -19,7 +19,7 @@ export type ClockTimer = unknown;
  * is the same precision Node's own timers have: they too start from the time cached at
  * the beginning of the turn.
  */
-class SystemClock implements Clock {
+export class SystemClock implements Clock {
   #cached = 0;
   #budget = 0;
   #fresh = false;
@@ -29,6 +29,14 @@ class SystemClock implements Clock {
 
   now(): number {
     if (this.#fresh && --this.#budget > 0) return this.#cached;
+    return this.precise();
+  }
+
+  /**
+   * A fresh reading, for what must not start early: an acquire's deadline is measured
+   * from the moment it was queued, not from the start of the turn.
+   */
+  precise(): number {
     this.#cached = performance.now();
     this.#budget = 16;
     if (!this.#fresh) {
@@ -48,7 +56,12 @@ class SystemClock implements Clock {
   }
 }
 
-export const systemClock: Clock = new SystemClock();
+export const systemClock = new SystemClock();
+
+/** A reading that is never stale: the system clock's precise one, or an injected clock's `now()`. */
+export function preciseNow(clock: Clock): () => number {
+  return clock instanceof SystemClock ? () => clock.precise() : () => clock.now();
+}
 
 /** Sleep on `clock`, rejecting with `signal.reason` when `signal` aborts first. */
 export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {

@@ -1,5 +1,5 @@
 import pRetry, { AbortError } from 'p-retry';
-import { sleep, type Clock, type ClockTimer } from './clock.js';
+import { preciseNow, sleep, type Clock, type ClockTimer } from './clock.js';
 import {
   AcquireTimeoutError,
   CircuitOpenError,
@@ -253,6 +253,7 @@ class PoolImpl<T> implements Pool<T> {
   readonly #o: ResolvedOptions<T>;
   readonly #adapter: Adapter<T>;
   readonly #clock: Clock;
+  readonly #preciseNow: () => number;
   readonly #canPing: boolean;
   readonly #leakDetection: boolean;
 
@@ -302,6 +303,7 @@ class PoolImpl<T> implements Pool<T> {
     this.#o = options;
     this.#adapter = options.adapter;
     this.#clock = options.clock;
+    this.#preciseNow = preciseNow(options.clock);
     this.#canPing = typeof options.adapter.ping === 'function';
     this.#leakDetection = options.leakDetectionMs !== Infinity;
     if (options.min > 0) this.#pump();
@@ -347,7 +349,7 @@ class PoolImpl<T> implements Pool<T> {
       this.#rejectedQueueFull++;
       return Promise.reject(new PoolQueueFullError(this.#o.maxWaiting));
     }
-    const now = this.#clock.now();
+    const now = this.#preciseNow();
     if (this.#circuit !== CIRCUIT_CLOSED && this.#waiters.size >= this.#coverage(now)) {
       this.#rejectedCircuit++;
       return Promise.reject(this.#circuitError(now));
@@ -932,7 +934,7 @@ class PoolImpl<T> implements Pool<T> {
   readonly #onDeadline = (): void => {
     this.#deadlineTimer = undefined;
     this.#deadlineAt = Infinity;
-    const now = this.#clock.now();
+    const now = this.#preciseNow();
     const next = this.#waiters.expire(now, (waiter) => this.#timeOut(waiter));
     if (next !== Infinity && next < this.#deadlineAt) this.#armDeadline(next, now);
   };
