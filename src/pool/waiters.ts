@@ -12,7 +12,6 @@ export interface Waiter {
   prev: Waiter | undefined;
   next: Waiter | undefined;
   lane: Lane | undefined;
-  readonly priority: number;
   readonly deadline: number;
 }
 
@@ -34,8 +33,8 @@ export class WaiterQueue<W extends Waiter> {
   #lanes: Lane[] = [this.#default];
   size = 0;
 
-  push(waiter: W): void {
-    const lane = waiter.priority === 0 ? this.#default : this.#laneFor(waiter.priority);
+  push(waiter: W, priority: number): void {
+    const lane = priority === 0 ? this.#default : this.#laneFor(priority);
     const tail = lane.tail;
     waiter.lane = lane;
     waiter.prev = tail;
