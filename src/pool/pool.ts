@@ -343,7 +343,8 @@ class PoolImpl<T> implements Pool<T> {
       const lease = this.#takeIdle(stack);
       if (lease !== undefined) return Promise.resolve(lease);
     }
-    if (this.#waiters.size >= this.#o.maxWaiting) {
+    // maxWaiting bounds callers queued for a resource, not those a create (running or possible) will serve.
+    if (this.#waiters.size - (this.#o.max - this.#size()) >= this.#o.maxWaiting) {
       this.#rejectedQueueFull++;
       return Promise.reject(new PoolQueueFullError(this.#o.maxWaiting));
     }
