@@ -5,7 +5,11 @@
  */
 export interface Clock {
   now(): number;
-  setTimeout(callback: () => void, ms: number): ClockTimer;
+  /**
+   * Pool timers must not keep the process alive (`unref`), except the one `close()`
+   * awaits: its caller is waiting for it, so it passes `keepAlive: true`.
+   */
+  setTimeout(callback: () => void, ms: number, keepAlive?: boolean): ClockTimer;
   clearTimeout(timer: ClockTimer): void;
 }
 
@@ -46,9 +50,9 @@ export class SystemClock implements Clock {
     return this.#cached;
   }
 
-  setTimeout(callback: () => void, ms: number): ClockTimer {
-    // Pool timers must never keep the process alive.
-    return setTimeout(callback, ms).unref();
+  setTimeout(callback: () => void, ms: number, keepAlive = false): ClockTimer {
+    const timer = setTimeout(callback, ms);
+    return keepAlive ? timer : timer.unref();
   }
 
   clearTimeout(timer: ClockTimer): void {

@@ -254,6 +254,10 @@ class PoolImpl<T> implements Pool<T> {
   readonly #preciseNow: () => number;
   readonly #canPing: boolean;
   readonly #leakDetection: boolean;
+  /** Ping on borrow when idle longer than this; -1 for `pingIfIdleMs: 0`, which pings every borrow. */
+  readonly #pingAfterMs: number;
+  /** Keepalive pings in flight: unlike borrow-time pings, they are not on their way to a waiter. */
+  #keepalivePings = 0;
 
   readonly #idle: Entry<T>[] = [];
   readonly #entries = new Set<Entry<T>>();
@@ -304,6 +308,7 @@ class PoolImpl<T> implements Pool<T> {
     this.#preciseNow = preciseNow(options.clock);
     this.#canPing = typeof options.adapter.ping === 'function';
     this.#leakDetection = options.leakDetectionMs !== Infinity;
+    this.#pingAfterMs = options.pingIfIdleMs === 0 ? -1 : options.pingIfIdleMs;
     if (options.min > 0) this.#pump();
   }
 
@@ -378,7 +383,7 @@ class PoolImpl<T> implements Pool<T> {
         this.#destroy(entry, 'broken');
       } else if (now >= entry.expiresAt) {
         this.#destroy(entry, 'lifetime');
-      } else if (this.#canPing && now - entry.lastUsedAt > this.#o.pingIfIdleMs) {
+      } else if (this.#canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
         this.#idle.push(entry);
         return undefined;
       } else {
@@ -497,7 +502,7 @@ class PoolImpl<T> implements Pool<T> {
     }
     this.#setState(entry, IDLE);
     this.#idle.push(entry);
-    if (this.#maintenanceAt === Infinity) this.#scheduleMaintenance(this.#nextDueForIdle(entry), now);
+    this.#scheduleMaintenance(this.#nextDueForIdle(entry, now), now);
   }
 
   // ---------------------------------------------------------------- the dispatcher
@@ -526,12 +531,12 @@ class PoolImpl<T> implements Pool<T> {
   }
 
   #serveFromIdle(): void {
-    while (this.#waiters.size > this.#counts[CHECKING]! && this.#idle.length > 0) {
+    while (this.#waiters.size > this.#counts[CHECKING]! - this.#keepalivePings && this.#idle.length > 0) {
       const entry = this.#idle.pop()!;
       const now = this.#clock.now();
       if (this.#isBroken(entry)) this.#destroy(entry, 'broken');
       else if (now >= entry.expiresAt) this.#destroy(entry, 'lifetime');
-      else if (this.#canPing && now - entry.lastUsedAt > this.#o.pingIfIdleMs) {
+      else if (this.#canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
         const head = this.#waiters.peek()!;
         this.#ping(entry, Math.min(this.#o.pingTimeoutMs, Math.max(0, head.deadline - now)), false);
       } else this.#serve(this.#waiters.shift()!, entry, now);
@@ -545,7 +550,7 @@ class PoolImpl<T> implements Pool<T> {
       const size = this.#size();
       if (size + creating >= o.max || creating >= o.maxConnecting) return;
       // Resources already on their way to the queue (Hikari's elision): no create for waiters they will serve.
-      const onTheWay = creating + this.#counts[CHECKING]! + this.#counts[RESETTING]!;
+      const onTheWay = creating + this.#counts[CHECKING]! - this.#keepalivePings + this.#counts[RESETTING]!;
       if (this.#waiters.size <= onTheWay && size + creating >= o.min) return;
       const now = this.#clock.now();
       if (!this.#circuitAllowsCreate(now)) return;
@@ -721,7 +726,7 @@ class PoolImpl<T> implements Pool<T> {
   #createStillWanted(at: number): boolean {
     const creating = this.#counts[CREATING]!;
     if (this.#size() + creating <= this.#o.min) return true;
-    const othersOnTheWay = creating - 1 + this.#counts[CHECKING]! + this.#counts[RESETTING]!;
+    const othersOnTheWay = creating - 1 + this.#counts[CHECKING]! - this.#keepalivePings + this.#counts[RESETTING]!;
     return this.#waiters.size > othersOnTheWay && this.#waiters.latestDeadline() > at;
   }
 
@@ -777,7 +782,7 @@ class PoolImpl<T> implements Pool<T> {
   /** While the circuit is not closed, how many waiters can expect a resource without a new create. */
   #coverage(now: number): number {
     const c = this.#counts;
-    return c[LEASED]! + c[CREATING]! + c[CHECKING]! + c[RESETTING]! + (this.#cooldownOver(now) ? 1 : 0);
+    return c[IDLE]! + c[LEASED]! + c[CREATING]! + c[CHECKING]! + c[RESETTING]! + (this.#cooldownOver(now) ? 1 : 0);
   }
 
   #circuitError(now: number): CircuitOpenError {
@@ -802,7 +807,9 @@ class PoolImpl<T> implements Pool<T> {
   /** Ping an idle resource (already out of the idle list, so nobody else can take it). */
   #ping(entry: Entry<T>, boundMs: number, keepalive: boolean): void {
     this.#setState(entry, CHECKING);
-    const task = this.#bounded((signal) => this.#adapter.ping!(entry.resource, signal), boundMs, () => new PingTimeoutError(boundMs)).then(
+    if (keepalive) this.#keepalivePings++;
+    const pinged = this.#bounded((signal) => this.#adapter.ping!(entry.resource, signal), boundMs, () => new PingTimeoutError(boundMs));
+    const task = (keepalive ? pinged.finally(() => this.#keepalivePings--) : pinged).then(
       () => {
         const now = this.#clock.now();
         entry.lastUsedAt = now;
@@ -957,10 +964,12 @@ class PoolImpl<T> implements Pool<T> {
     }, Math.max(0, this.#createBlockedUntil - now));
   }
 
-  #nextDueForIdle(entry: Entry<T>): number {
+  #nextDueForIdle(entry: Entry<T>, now: number): number {
     const o = this.#o;
     let due = entry.expiresAt;
-    if (o.idleTimeoutMs !== Infinity) due = Math.min(due, entry.lastUsedAt + o.idleTimeoutMs);
+    // An idle deadline already past means the resource was kept for `min`: no reason to wake up for it.
+    const idleDue = entry.lastUsedAt + o.idleTimeoutMs;
+    if (idleDue > now) due = Math.min(due, idleDue);
     if (o.keepaliveMs !== Infinity && this.#canPing) due = Math.min(due, entry.lastUsedAt + o.keepaliveMs);
     return due;
   }
@@ -987,7 +996,7 @@ class PoolImpl<T> implements Pool<T> {
       else if (this.#canPing && now - entry.lastUsedAt >= o.keepaliveMs) {
         this.#idle.splice(this.#idle.indexOf(entry), 1);
         this.#ping(entry, o.pingTimeoutMs, true);
-      } else next = Math.min(next, this.#nextDueForIdle(entry));
+      } else next = Math.min(next, this.#nextDueForIdle(entry, now));
     }
     if (this.#leakDetection) {
       for (const entry of this.#entries) {
@@ -1082,7 +1091,8 @@ class PoolImpl<T> implements Pool<T> {
       let timer: ClockTimer | undefined;
       await new Promise<void>((resolve) => {
         this.#onDrained = resolve;
-        if (timeoutMs !== Infinity) timer = this.#clock.setTimeout(resolve, timeoutMs);
+        // The caller awaits this drain: unlike every other pool timer, it keeps the process alive (bounded by timeoutMs).
+        if (timeoutMs !== Infinity) timer = this.#clock.setTimeout(resolve, timeoutMs, true);
       });
       this.#onDrained = undefined;
       if (timer !== undefined) this.#clock.clearTimeout(timer);

@@ -1,0 +1,440 @@
+// Health checks: ping on borrow, keepalive, isBroken, background errors, bounded destroy.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  AcquireTimeoutError,
+  DestroyTimeoutError,
+  PingTimeoutError,
+  createPool,
+  type Lease,
+  type Pool,
+  type PoolOptions,
+} from '../../src/index.js';
+import { FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
+import { VirtualClock } from '../support/virtual-clock.js';
+
+interface Outcome<T> {
+  done: boolean;
+  ok: boolean;
+  value: T | undefined;
+  error: unknown;
+  at: number;
+}
+
+let clock: VirtualClock;
+let fake: FakeAdapter;
+let errors: unknown[];
+let pools: Pool<FakeResource>[];
+
+beforeEach(() => {
+  clock = new VirtualClock();
+  fake = new FakeAdapter(clock);
+  errors = [];
+  pools = [];
+});
+
+afterEach(async () => {
+  const closing = pools.map((pool) => track(pool.close({ timeoutMs: 0 })));
+  const closed = await clock.advanceUntil(() => closing.every((c) => c.done), 600_000, 1000);
+  expect(closed).toBe(true);
+  for (const c of closing) expect(c.ok).toBe(true);
+});
+
+/** Observe a promise without awaiting it: when it settled (virtual time), and how. */
+function track<T>(promise: Promise<T>): Outcome<T> {
+  const outcome: Outcome<T> = { done: false, ok: false, value: undefined, error: undefined, at: NaN };
+  promise.then(
+    (value) => Object.assign(outcome, { done: true, ok: true, value, at: clock.now() }),
+    (error: unknown) => Object.assign(outcome, { done: true, ok: false, error, at: clock.now() }),
+  );
+  return outcome;
+}
+
+function makePool(options: Partial<PoolOptions<FakeResource>> = {}): Pool<FakeResource> {
+  const pool = createPool<FakeResource>({
+    adapter: fake.adapter(),
+    clock,
+    onError: (error) => errors.push(error),
+    keepaliveMs: Infinity,
+    ...options,
+  });
+  pools.push(pool);
+  return pool;
+}
+
+/** Acquire and let every ready promise chain run (no virtual time passes). */
+async function acquireNow(pool: Pool<FakeResource>, options?: Parameters<Pool<FakeResource>['acquire']>[0]): Promise<Lease<FakeResource>> {
+  const outcome = track(options === undefined ? pool.acquire() : pool.acquire(options));
+  await clock.advance(0);
+  expect(outcome.done, 'acquire should have settled without time passing').toBe(true);
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value!;
+}
+
+describe('ping on borrow', () => {
+  it('pings only a resource idle longer than pingIfIdleMs', async () => {
+    const pool = makePool({ pingIfIdleMs: 1000 });
+    const first = await acquireNow(pool);
+    const resource = first.resource;
+    await first.release();
+    expect(fake.pings).toBe(0); // a fresh create is never pinged
+
+    await clock.advance(500);
+    const shortIdle = await acquireNow(pool);
+    expect(fake.pings).toBe(0);
+    expect(shortIdle.resource).toBe(resource);
+    await shortIdle.release();
+
+    await clock.advance(1000); // exactly pingIfIdleMs: not "longer than"
+    const boundary = await acquireNow(pool);
+    expect(fake.pings).toBe(0);
+    await boundary.release();
+
+    await clock.advance(1001);
+    const longIdle = await acquireNow(pool);
+    expect(fake.pings).toBe(1);
+    expect(longIdle.resource).toBe(resource);
+    expect(pool.stats().created).toBe(1);
+    await longIdle.release();
+  });
+
+  it('pingIfIdleMs: 0 pings on every borrow from idle, even one at the instant of release', async () => {
+    const pool = makePool({ pingIfIdleMs: 0 });
+    const first = await acquireNow(pool);
+    await first.release();
+    expect(fake.pings).toBe(0);
+
+    await clock.advance(1);
+    const second = await acquireNow(pool);
+    expect(fake.pings).toBe(1);
+    await second.release();
+
+    // Borrowed again in the same instant it was returned: still a borrow, still pinged.
+    const third = await acquireNow(pool);
+    expect(fake.pings).toBe(2);
+    await third.release();
+  });
+
+  it('a failed ping destroys the resource (pingFailed) and the same acquire gets a newly created one', async () => {
+    const pool = makePool({ pingIfIdleMs: 100 });
+    const first = await acquireNow(pool);
+    const stale = first.resource;
+    await first.release();
+    await clock.advance(200);
+
+    fake.script.ping.push({ kind: 'fail' });
+    const lease = await acquireNow(pool);
+    expect(fake.pings).toBe(1);
+    expect(lease.resource).not.toBe(stale);
+    expect(stale.destroyed).toBe(true);
+    const stats = pool.stats();
+    expect(stats.destroyedByReason.pingFailed).toBe(1);
+    expect(stats.created).toBe(2);
+    expect(stats.acquired).toBe(2);
+    expect(stats.size).toBe(1);
+    await lease.release();
+  });
+
+  it('a hanging ping is bounded by pingTimeoutMs; the acquire then goes on with a new resource', async () => {
+    const pool = makePool({ pingIfIdleMs: 100, pingTimeoutMs: 300, acquireTimeoutMs: 5000 });
+    const first = await acquireNow(pool);
+    const stale = first.resource;
+    await first.release();
+    await clock.advance(200);
+
+    fake.script.ping.push({ kind: 'never' });
+    const start = clock.now();
+    const acquiring = track(pool.acquire());
+    await clock.advance(299);
+    expect(acquiring.done).toBe(false);
+    expect(pool.stats().checking).toBe(1);
+
+    await clock.advance(1);
+    expect(acquiring.ok).toBe(true);
+    expect(acquiring.at).toBe(start + 300);
+    expect(acquiring.value!.resource).not.toBe(stale);
+    expect(stale.destroyed).toBe(true);
+    expect(pool.stats().destroyedByReason.pingFailed).toBe(1);
+    expect(pool.stats().checking).toBe(0);
+    await acquiring.value!.release();
+  });
+
+  it("a hanging ping is bounded by the caller's remaining deadline: the acquire fails at its deadline, not later", async () => {
+    const pool = makePool({ pingIfIdleMs: 100, pingTimeoutMs: 1000, acquireTimeoutMs: 5000 });
+    const first = await acquireNow(pool);
+    const stale = first.resource;
+    await first.release();
+    await clock.advance(200);
+
+    fake.script.ping.push({ kind: 'never' });
+    const start = clock.now();
+    const acquiring = track(pool.acquire({ timeoutMs: 50 }));
+    await clock.advance(49);
+    expect(acquiring.done).toBe(false);
+
+    await clock.advance(1);
+    expect(acquiring.done).toBe(true);
+    expect(acquiring.ok).toBe(false);
+    expect(acquiring.error).toBeInstanceOf(AcquireTimeoutError);
+    expect(acquiring.at).toBe(start + 50);
+    // The ping was given up at the same deadline, not at pingTimeoutMs.
+    expect(pool.stats().checking).toBe(0);
+    expect(pool.stats().destroyedByReason.pingFailed).toBe(1);
+    expect(stale.destroyed).toBe(true);
+  });
+});
+
+describe('keepalive', () => {
+  it('pings idle resources every keepaliveMs without any borrow', async () => {
+    const pool = makePool({ keepaliveMs: 1000, pingIfIdleMs: Infinity });
+    const lease = await acquireNow(pool);
+    await lease.release();
+
+    await clock.advance(999);
+    expect(fake.pings).toBe(0);
+    await clock.advance(1);
+    expect(fake.pings).toBe(1);
+    await clock.advance(1000);
+    expect(fake.pings).toBe(2);
+    expect(pool.stats().idle).toBe(1);
+    expect(pool.stats().destroyed).toBe(0);
+  });
+
+  it('does not hand out a resource while it is being keepalive-pinged; an acquire gets another idle one', async () => {
+    const pool = makePool({ keepaliveMs: 1000, pingIfIdleMs: Infinity });
+    const a = await acquireNow(pool);
+    const b = await acquireNow(pool);
+    const resourceA = a.resource;
+    const resourceB = b.resource;
+    await a.release(); // A idle since 0: keepalive due at 1000
+    await clock.advance(500);
+    await b.release(); // B idle since 500: keepalive due at 1500
+
+    fake.script.ping.push({ kind: 'slow', ms: 2000 });
+    await clock.advance(500); // t = 1000: A's keepalive ping starts and hangs for 2 s
+    expect(fake.pings).toBe(1);
+    expect(pool.stats().checking).toBe(1);
+
+    await clock.advance(100);
+    const lease = await acquireNow(pool);
+    expect(lease.resource).toBe(resourceB);
+    expect(lease.resource).not.toBe(resourceA);
+    expect(pool.stats().checking).toBe(1);
+    await lease.release();
+  });
+
+  it('with no other resource, an acquire waits and never gets the resource in the middle of its keepalive ping', async () => {
+    const pool = makePool({ keepaliveMs: 1000, pingIfIdleMs: Infinity, max: 1 });
+    const first = await acquireNow(pool);
+    const resource = first.resource;
+    await first.release();
+
+    fake.script.ping.push({ kind: 'slow', ms: 500 });
+    await clock.advance(1000); // keepalive ping runs from 1000 to 1500
+    expect(pool.stats().checking).toBe(1);
+
+    await clock.advance(100);
+    const acquiring = track(pool.acquire());
+    await clock.advance(0);
+    expect(acquiring.done).toBe(false);
+    expect(pool.stats().waiting).toBe(1);
+
+    await clock.advance(399);
+    expect(acquiring.done).toBe(false);
+    expect(pool.stats().checking).toBe(1);
+
+    await clock.advance(1); // ping done: the resource is proven and goes to the waiter
+    expect(acquiring.ok).toBe(true);
+    expect(acquiring.at).toBe(1500);
+    expect(acquiring.value!.resource).toBe(resource);
+    expect(pool.stats().checking).toBe(0);
+    await acquiring.value!.release();
+  });
+
+  it('a failed keepalive ping destroys the resource and is reported to onError', async () => {
+    const pool = makePool({ keepaliveMs: 1000, pingIfIdleMs: Infinity });
+    const lease = await acquireNow(pool);
+    const resource = lease.resource;
+    await lease.release();
+
+    const pingError = new Error('keepalive: connection reset');
+    fake.script.ping.push({ kind: 'fail', error: pingError });
+    await clock.advance(1000);
+
+    expect(fake.pings).toBe(1);
+    expect(resource.destroyed).toBe(true);
+    expect(errors).toEqual([pingError]);
+    const stats = pool.stats();
+    expect(stats.destroyedByReason.pingFailed).toBe(1);
+    expect(stats.size).toBe(0);
+    expect(stats.idle).toBe(0);
+  });
+
+  it('a hanging keepalive ping is bounded by pingTimeoutMs (PingTimeoutError to onError); a waiting acquire does not wait for it', async () => {
+    const pool = makePool({ keepaliveMs: 1000, pingIfIdleMs: Infinity, pingTimeoutMs: 200, acquireTimeoutMs: 5000 });
+    const first = await acquireNow(pool);
+    const stale = first.resource;
+    await first.release();
+
+    fake.script.ping.push({ kind: 'never' });
+    await clock.advance(1000); // the ping starts at 1000 and hangs
+    await clock.advance(50);
+    // A keepalive ping is not on its way to any waiter: with room below max, the acquire gets a new resource now.
+    const acquiring = track(pool.acquire());
+    await clock.advance(1);
+    expect(acquiring.ok).toBe(true);
+    expect(acquiring.at).toBe(1050);
+    expect(acquiring.value!.resource).not.toBe(stale);
+    expect(pool.stats().checking).toBe(1);
+
+    await clock.advance(149); // t = 1200: the keepalive ping is given up
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(PingTimeoutError);
+    expect(stale.destroyed).toBe(true);
+    expect(pool.stats().destroyedByReason.pingFailed).toBe(1);
+    expect(pool.stats().checking).toBe(0);
+    await acquiring.value!.release();
+  });
+});
+
+describe('isBroken', () => {
+  it('is checked on borrow: a broken idle resource is destroyed and a new one handed out', async () => {
+    const pool = makePool({ pingIfIdleMs: Infinity });
+    const first = await acquireNow(pool);
+    const resource = first.resource;
+    await first.release();
+
+    resource.broken = true;
+    const lease = await acquireNow(pool);
+    expect(lease.resource).not.toBe(resource);
+    expect(resource.destroyed).toBe(true);
+    expect(fake.pings).toBe(0); // caught by the O(1) check, no round trip needed
+    expect(pool.stats().destroyedByReason.broken).toBe(1);
+    expect(pool.stats().created).toBe(2);
+    await lease.release();
+  });
+
+  it('is checked on return: a broken resource is destroyed on release, never pooled', async () => {
+    const pool = makePool({ pingIfIdleMs: Infinity });
+    const lease = await acquireNow(pool);
+    const resource = lease.resource;
+    resource.broken = true;
+    await lease.release();
+    await clock.advance(0);
+
+    expect(resource.destroyed).toBe(true);
+    const stats = pool.stats();
+    expect(stats.destroyedByReason.broken).toBe(1);
+    expect(stats.idle).toBe(0);
+    expect(stats.size).toBe(0);
+
+    const next = await acquireNow(pool);
+    expect(next.resource).not.toBe(resource);
+    await next.release();
+  });
+
+  it('is checked on return to a waiter: the waiter gets a new resource, not the broken one', async () => {
+    const pool = makePool({ pingIfIdleMs: Infinity, max: 1 });
+    const lease = await acquireNow(pool);
+    const resource = lease.resource;
+    const waiting = track(pool.acquire());
+    await clock.advance(0);
+    expect(waiting.done).toBe(false);
+
+    resource.broken = true;
+    await lease.release();
+    await clock.advance(0);
+    expect(waiting.ok).toBe(true);
+    expect(waiting.value!.resource).not.toBe(resource);
+    expect(resource.destroyed).toBe(true);
+    expect(pool.stats().destroyedByReason.broken).toBe(1);
+    await waiting.value!.release();
+  });
+});
+
+describe('background errors go to onError', () => {
+  it('a failing destroy is reported, and the slot is still freed', async () => {
+    fake.defaults.destroy = { kind: 'fail' };
+    const pool = makePool({ max: 1 });
+    const lease = await acquireNow(pool);
+    const resource = lease.resource;
+    await lease.destroy();
+
+    expect(errors).toHaveLength(1);
+    expect((errors[0] as Error).message).toBe('destroy failed');
+    expect(pool.stats().size).toBe(0);
+    expect(pool.stats().destroyedByReason.user).toBe(1);
+    const next = await acquireNow(pool);
+    expect(next.resource).not.toBe(resource);
+    await next.release();
+  });
+
+  it('a failing create with nobody waiting (filling min) is reported, and min is still reached', async () => {
+    fake.failCreates(1);
+    const pool = makePool({ min: 1, retry: { randomize: false, minTimeoutMs: 100 } });
+    await clock.advance(0);
+    expect(fake.createAttempts).toBe(1);
+    expect(errors).toEqual([fake.createError]);
+
+    await clock.advance(100);
+    expect(fake.createAttempts).toBe(2);
+    expect(pool.stats().size).toBe(1);
+    expect(pool.stats().idle).toBe(1);
+    expect(errors).toHaveLength(1);
+  });
+
+  it('a throwing onError does not break the pool', async () => {
+    fake.defaults.destroy = { kind: 'fail' };
+    let calls = 0;
+    const pool = makePool({
+      max: 1,
+      onError: () => {
+        calls++;
+        throw new Error('onError exploded');
+      },
+    });
+    const first = await acquireNow(pool);
+    await first.destroy(); // destroy fails -> onError throws
+    expect(calls).toBe(1);
+
+    // Still fully working: create, release, reuse.
+    const second = await acquireNow(pool);
+    const resource = second.resource;
+    await second.release();
+    const third = await acquireNow(pool);
+    expect(third.resource).toBe(resource);
+    await third.release();
+    expect(pool.stats().size).toBe(1);
+    expect(pool.stats().acquired).toBe(3);
+  });
+});
+
+describe('destroy bounded by destroyTimeoutMs', () => {
+  it('frees the slot at once (a waiter gets a new resource immediately) and reports DestroyTimeoutError', async () => {
+    fake.defaults.destroy = { kind: 'never' };
+    const pool = makePool({ max: 1, destroyTimeoutMs: 100 });
+    const lease = await acquireNow(pool);
+    const old = lease.resource;
+    const waiting = track(pool.acquire());
+    await clock.advance(0);
+    expect(waiting.done).toBe(false);
+
+    const destroying = track(lease.destroy());
+    await clock.advance(0);
+    expect(waiting.ok).toBe(true);
+    expect(waiting.at).toBe(0); // did not wait for the hanging destroy
+    expect(waiting.value!.resource).not.toBe(old);
+    expect(pool.stats().destroying).toBe(1);
+    expect(pool.stats().size).toBe(1);
+    expect(errors).toHaveLength(0);
+
+    await clock.advance(99);
+    expect(errors).toHaveLength(0);
+    await clock.advance(1);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(DestroyTimeoutError);
+    expect((errors[0] as DestroyTimeoutError).code).toBe('POOL_DESTROY_TIMEOUT');
+    expect(pool.stats().destroying).toBe(0);
+    expect(destroying.done).toBe(true);
+    await waiting.value!.release();
+  });
+});
