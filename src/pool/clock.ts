@@ -20,8 +20,8 @@ export type ClockTimer = unknown;
  * Reading the monotonic clock costs ~50 ns, as much as a whole acquire+release, so the
  * system clock caches its reading. The cache is refreshed every 16 reads and expires at
  * the end of the event-loop turn (one `setImmediate` per turn, not per operation). That
- * is the same precision Node's own timers have: they too start from the time cached at
- * the beginning of the turn.
+ * is precise enough for bookkeeping (lease and idle times, expiry); what must never start
+ * early — an acquire's deadline — uses {@link SystemClock.precise}.
  */
 export class SystemClock implements Clock {
   #cached = 0;

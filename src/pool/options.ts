@@ -55,15 +55,15 @@ export interface PoolOptions<T> {
   readonly maxWaiting?: number;
   /** Deadline of one acquire, covering the wait, a create and a ping. `Infinity` waits forever. @default 30000 */
   readonly acquireTimeoutMs?: number;
-  /** Bound on one create attempt. @default 10000 */
+  /** Bound on one create attempt; `Infinity` for none. @default 10000 */
   readonly createTimeoutMs?: number;
   /** Ping a resource on borrow when it has been idle longer than this; `0` pings on every borrow, `Infinity` never. @default 1000 */
   readonly pingIfIdleMs?: number;
-  /** Bound on one ping, also bounded by the caller's deadline. @default 5000 */
+  /** Bound on one ping, also bounded by the caller's deadline; `Infinity` for none. @default 5000 */
   readonly pingTimeoutMs?: number;
-  /** Bound on one `reset`; a reset that takes longer destroys the resource. @default 5000 */
+  /** Bound on one `reset`; a reset that takes longer destroys the resource. `Infinity` for none. @default 5000 */
   readonly resetTimeoutMs?: number;
-  /** Bound on one `destroy`; after it the slot is reused and the failure goes to `onError`. @default 5000 */
+  /** Bound on one `destroy` (the slot is freed at once anyway); a timeout goes to `onError`. `Infinity` for none. @default 5000 */
   readonly destroyTimeoutMs?: number;
   /** Destroy resources idle longer than this while the pool is above `min`. `Infinity` keeps them. @default 600000 */
   readonly idleTimeoutMs?: number;

@@ -88,7 +88,7 @@ export interface PoolStats {
   readonly acquired: number;
   /** Acquires that hit their deadline. */
   readonly timedOut: number;
-  /** Acquires whose signal aborted while they waited. */
+  /** Acquires whose signal aborted, before or while they waited. */
   readonly aborted: number;
   /** Acquires refused: closed pool, full queue, open circuit, or a create that cannot succeed. */
   readonly rejected: { readonly closed: number; readonly queueFull: number; readonly circuitOpen: number; readonly createFailed: number };
@@ -337,7 +337,10 @@ class PoolImpl<T> implements Pool<T> {
       signal = options.signal;
       timeoutMs = options.timeoutMs ?? timeoutMs;
       priority = options.priority ?? 0;
-      if (signal?.aborted) return Promise.reject(signal.reason);
+      if (signal?.aborted) {
+        this.#aborted++;
+        return Promise.reject(signal.reason);
+      }
     }
     if (this.#closing) {
       this.#rejectedClosed++;
@@ -349,7 +352,7 @@ class PoolImpl<T> implements Pool<T> {
       if (lease !== undefined) return Promise.resolve(lease);
     }
     // maxWaiting bounds callers queued for a resource, not those a create (running or possible) will serve.
-    if (this.#waiters.size - (this.#o.max - this.#size()) >= this.#o.maxWaiting) {
+    if (this.#o.maxWaiting !== Infinity && this.#waiters.size - (this.#o.max - this.#size()) >= this.#o.maxWaiting) {
       this.#rejectedQueueFull++;
       return Promise.reject(new PoolQueueFullError(this.#o.maxWaiting));
     }
@@ -460,7 +463,10 @@ class PoolImpl<T> implements Pool<T> {
     } else if (now >= entry.expiresAt) {
       this.#destroy(entry, 'lifetime');
     } else if (this.#adapter.reset !== undefined) {
-      return this.#reset(entry);
+      // Tracked so that close() waits for it (it is bounded by resetTimeoutMs).
+      const task = this.#reset(entry);
+      this.#track(task);
+      return task;
     } else {
       entry.lastUsedAt = now;
       this.#giveBack(entry, now);
@@ -992,8 +998,8 @@ class PoolImpl<T> implements Pool<T> {
     for (const entry of [...this.#idle]) {
       if (this.#isBroken(entry)) this.#destroy(entry, 'broken');
       else if (now >= entry.expiresAt) this.#destroy(entry, 'lifetime');
-      else if (now - entry.lastUsedAt >= o.idleTimeoutMs && this.#size() > o.min) this.#destroy(entry, 'idle');
-      else if (this.#canPing && now - entry.lastUsedAt >= o.keepaliveMs) {
+      else if (now >= entry.lastUsedAt + o.idleTimeoutMs && this.#size() > o.min) this.#destroy(entry, 'idle');
+      else if (this.#canPing && now >= entry.lastUsedAt + o.keepaliveMs) {
         this.#idle.splice(this.#idle.indexOf(entry), 1);
         this.#ping(entry, o.pingTimeoutMs, true);
       } else next = Math.min(next, this.#nextDueForIdle(entry, now));
@@ -1002,10 +1008,10 @@ class PoolImpl<T> implements Pool<T> {
       for (const entry of this.#entries) {
         const lease = entry.lease;
         if (lease === undefined || lease.leakReported) continue;
-        const heldMs = now - lease.acquiredAt;
-        if (heldMs >= o.leakDetectionMs) {
+        // Compared as scheduled (acquiredAt + limit), not as a difference: in floating point they can disagree.
+        if (now >= lease.acquiredAt + o.leakDetectionMs) {
           lease.leakReported = true;
-          this.#report(new LeakDetectedError(heldMs, lease.stack));
+          this.#report(new LeakDetectedError(now - lease.acquiredAt, lease.stack));
         } else next = Math.min(next, lease.acquiredAt + o.leakDetectionMs);
       }
     }
