@@ -185,7 +185,7 @@ class Run {
   issued = 0;
   resolved = 0;
   rejected = 0;
-  /** Rejected before entering the pool (already-aborted signal): not counted by stats. */
+  /** Rejected before entering the pool (already-aborted signal): counted by stats under `aborted`. */
   preAborted = 0;
   closing = false;
   #nextId = 0;
@@ -383,7 +383,7 @@ class Run {
     const s = this.pool.stats();
     if (s.acquired !== this.resolved) this.violate(`stats.acquired ${s.acquired} != resolved ${this.resolved}`);
     const refused = s.timedOut + s.aborted + s.rejected.closed + s.rejected.queueFull + s.rejected.circuitOpen + s.rejected.createFailed;
-    if (refused !== this.rejected - this.preAborted) this.violate(`stats count ${refused} refusals but ${this.rejected - this.preAborted} acquires rejected`);
+    if (refused !== this.rejected) this.violate(`stats count ${refused} refusals but ${this.rejected} acquires rejected`);
   }
 
   /** Release everything (or not), close, let time run out, and check nothing is left. */
