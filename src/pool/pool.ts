@@ -1,5 +1,5 @@
 import pRetry, { AbortError } from 'p-retry';
-import { preciseNow, sleep, type Clock, type ClockTimer } from './clock.js';
+import { preciseNow, sleep, SystemClock, type Clock, type ClockTimer } from './clock.js';
 import {
   AcquireTimeoutError,
   CircuitOpenError,
@@ -166,6 +166,8 @@ class PoolWaiter<T> implements Waiter {
   constructor(
     readonly enqueuedAt: number,
     readonly deadline: number,
+    /** The system clock's generation of `enqueuedAt`, to bound how stale it was (0 for other clocks). */
+    readonly generation: number,
     readonly extras: WaiterExtras | undefined,
   ) {
     this.resolve = capturedResolve as (lease: Lease<T>) => void;
@@ -252,6 +254,8 @@ class PoolImpl<T> implements Pool<T> {
   readonly #adapter: Adapter<T>;
   readonly #clock: Clock;
   readonly #preciseNow: () => number;
+  /** The cached system clock, whose readings a deadline must be corrected for; undefined for exact clocks. */
+  readonly #systemClock: SystemClock | undefined;
   readonly #canPing: boolean;
   readonly #leakDetection: boolean;
   /** Ping on borrow when idle longer than this; -1 for `pingIfIdleMs: 0`, which pings every borrow. */
@@ -306,6 +310,7 @@ class PoolImpl<T> implements Pool<T> {
     this.#adapter = options.adapter;
     this.#clock = options.clock;
     this.#preciseNow = preciseNow(options.clock);
+    this.#systemClock = options.clock instanceof SystemClock ? options.clock : undefined;
     this.#canPing = typeof options.adapter.ping === 'function';
     this.#leakDetection = options.leakDetectionMs !== Infinity;
     this.#pingAfterMs = options.pingIfIdleMs === 0 ? -1 : options.pingIfIdleMs;
@@ -356,7 +361,8 @@ class PoolImpl<T> implements Pool<T> {
       this.#rejectedQueueFull++;
       return Promise.reject(new PoolQueueFullError(this.#o.maxWaiting));
     }
-    const now = this.#preciseNow();
+    // A cached reading (no 40 ns clock read per queued acquire): #dueAt corrects the deadline for its staleness.
+    const now = this.#clock.now();
     if (this.#circuit !== CIRCUIT_CLOSED && this.#waiters.size >= this.#coverage(now)) {
       this.#rejectedCircuit++;
       return Promise.reject(this.#circuitError(now));
@@ -364,7 +370,7 @@ class PoolImpl<T> implements Pool<T> {
 
     const extras: WaiterExtras | undefined = signal === undefined && stack === undefined ? undefined : { signal, stack, onAbort: undefined };
     const promise = new Promise<Lease<T>>(captureResolvers);
-    const waiter = new PoolWaiter<T>(now, now + timeoutMs, extras);
+    const waiter = new PoolWaiter<T>(now, now + timeoutMs, this.#systemClock?.generation ?? 0, extras);
     this.#waiters.push(waiter, priority);
     if (waiter.deadline < this.#deadlineAt) this.#armDeadline(waiter.deadline, now);
     if (signal !== undefined) {
@@ -948,8 +954,18 @@ class PoolImpl<T> implements Pool<T> {
     this.#deadlineTimer = undefined;
     this.#deadlineAt = Infinity;
     const now = this.#preciseNow();
-    const next = this.#waiters.expire(now, (waiter) => this.#timeOut(waiter));
+    const next = this.#waiters.expire(now, (waiter) => this.#timeOut(waiter), this.#dueAt);
     if (next !== Infinity && next < this.#deadlineAt) this.#armDeadline(next, now);
+  };
+
+  /**
+   * When a waiter is really due: its deadline counted from the latest moment it can have
+   * been queued, so a stale cached reading makes it fire late by that staleness, never early.
+   */
+  readonly #dueAt = (waiter: PoolWaiter<T>): number => {
+    const clock = this.#systemClock;
+    if (clock === undefined) return waiter.deadline;
+    return clock.readingAfter(waiter.generation) + (waiter.deadline - waiter.enqueuedAt);
   };
 
   #timeOut(waiter: PoolWaiter<T>): void {

@@ -89,28 +89,38 @@ export class WaiterQueue<W extends Waiter> {
     return true;
   }
 
-  /** Remove and pass to `onExpired` every waiter whose deadline is `<= now`; returns the next deadline. */
-  expire(now: number, onExpired: (waiter: W) => void): number {
+  /**
+   * Remove and pass to `onExpired` every waiter due at `now`; returns the next due time.
+   * `dueAt` may put a waiter's due time after its `deadline` (never before), to correct
+   * a deadline measured from a stale clock reading.
+   */
+  expire(now: number, onExpired: (waiter: W) => void, dueAt: (waiter: W) => number = (waiter) => waiter.deadline): number {
     let next = Infinity;
     for (const lane of [...this.#lanes]) {
       if (lane.sorted) {
         while (lane.head !== undefined && lane.head.deadline <= now) {
           const waiter = lane.head as W;
+          const due = dueAt(waiter);
+          if (due > now) {
+            if (due < next) next = due;
+            break;
+          }
           this.remove(waiter);
           onExpired(waiter);
         }
-        if (lane.head !== undefined && lane.head.deadline < next) next = lane.head.deadline;
+        if (lane.head !== undefined && lane.head.deadline > now && lane.head.deadline < next) next = lane.head.deadline;
         continue;
       }
       let sorted = true;
       let previous = -Infinity;
       for (let waiter = lane.head; waiter !== undefined; ) {
         const following = waiter.next;
-        if (waiter.deadline <= now) {
+        const due = waiter.deadline <= now ? dueAt(waiter as W) : waiter.deadline;
+        if (due <= now) {
           this.remove(waiter as W);
           onExpired(waiter as W);
         } else {
-          if (waiter.deadline < next) next = waiter.deadline;
+          if (due < next) next = due;
           if (waiter.deadline < previous) sorted = false;
           previous = waiter.deadline;
         }
