@@ -117,7 +117,7 @@ export interface ResolvedOptions<T> {
   readonly clock: Clock;
 }
 
-const POOL_KEYS = new Set([
+export const POOL_OPTION_KEYS: ReadonlySet<string> = new Set([
   'adapter', 'max', 'min', 'maxWaiting', 'acquireTimeoutMs', 'createTimeoutMs', 'pingIfIdleMs', 'pingTimeoutMs',
   'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'keepaliveMs', 'leakDetectionMs',
   'maxConnecting', 'retry', 'circuitBreaker', 'onError', 'clock',
@@ -136,7 +136,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
   if (typeof options !== 'object' || options === null) {
     throw InvalidPoolOptionError.expected('options', 'an object with at least `adapter`', options);
   }
-  rejectUnknownKeys('', options, POOL_KEYS);
+  rejectUnknownKeys('', options, POOL_OPTION_KEYS);
   const adapter = checkAdapter(options.adapter);
 
   const max = integer('max', options.max, 10, 1);

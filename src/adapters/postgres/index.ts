@@ -1,0 +1,323 @@
+import { createRequire } from 'node:module';
+import pg from 'pg';
+import { createPool, type Lease, type Pool, type PoolStats } from '../../index.js';
+import { InvalidPoolOptionError } from '../../pool/errors.js';
+import { POOL_OPTION_KEYS, type AcquireOptions, type Adapter, type PoolOptions } from '../../pool/options.js';
+import { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
+
+export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
+
+// The URL parser pg itself uses, loaded from pg's own dependencies: same semantics as pg, no extra dependency.
+const requireFromPg = createRequire(createRequire(import.meta.url).resolve('pg'));
+const parseConnectionString = (requireFromPg('pg-connection-string') as { parse(url: string): Record<string, unknown> }).parse;
+
+/** `pg.ClientConfig` fields lifeguard passes through to each client. */
+const CLIENT_KEYS: ReadonlySet<string> = new Set([
+  'user', 'database', 'password', 'port', 'host', 'connectionString', 'keepAlive', 'keepAliveInitialDelayMillis', 'stream',
+  'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'query_timeout', 'ssl', 'types', 'options',
+  'application_name', 'fallback_application_name', 'client_encoding', 'binary', 'parseInputDatesAsUTC', 'enableChannelBinding',
+]);
+const ADAPTER_KEYS: ReadonlySet<string> = new Set(['resetOnRelease', 'dirtyRelease', 'queryTimeoutMs']);
+
+/** What to run on release. `discard` cleans session state but keeps prepared statements (pg caches them). */
+export type ResetOnRelease = 'none' | 'rollback' | 'discard';
+/** What to do with a client released inside a transaction: destroy it (pgxpool), or roll back and reuse it. */
+export type DirtyRelease = 'destroy' | 'rollback';
+
+export type PostgresClientConfig = Omit<pg.ClientConfig, 'connectionTimeoutMillis'>;
+
+export interface PostgresPoolConfig extends PostgresClientConfig, Omit<PoolOptions<pg.Client>, 'adapter'> {
+  /** Session clean-up on every release. @default 'none' */
+  readonly resetOnRelease?: ResetOnRelease;
+  /** A client released inside a (possibly failed) transaction. Busy or broken clients are always destroyed. @default 'destroy' */
+  readonly dirtyRelease?: DirtyRelease;
+  /** Client-side bound on each query; when it fires the connection is destroyed. @default none */
+  readonly queryTimeoutMs?: number;
+}
+
+export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
+
+export interface TransactionOptions extends AcquireOptions {
+  readonly isolation?: IsolationLevel;
+  /** Re-run the whole transaction on 40001/40P01: `true` = 3 retries. @default false */
+  readonly retry?: boolean | { readonly retries: number };
+  readonly readOnly?: boolean;
+}
+
+export interface PostgresPool extends Pool<pg.Client> {
+  /** Acquire, run one query, release. */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** BEGIN, run `fn`, COMMIT; ROLLBACK when it throws. */
+  withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options?: TransactionOptions): Promise<R>;
+}
+
+interface ClientState {
+  broken: boolean;
+}
+const kState = Symbol('lifeguard.postgres');
+type TrackedClient = pg.Client & { [kState]: ClientState; _queryQueue?: unknown[]; readyForQuery?: boolean };
+
+const DISCARD_SQL = 'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;';
+const ISOLATION_SQL: Record<IsolationLevel, string> = {
+  'read committed': 'READ COMMITTED',
+  'repeatable read': 'REPEATABLE READ',
+  serializable: 'SERIALIZABLE',
+};
+
+/** Merge config: explicit fields > connection string > `PG*` environment (read by pg) > defaults. */
+export function resolveClientConfig(config: PostgresClientConfig & { queryTimeoutMs?: number }, createTimeoutMs: number): pg.ClientConfig {
+  const explicit: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    if (CLIENT_KEYS.has(key) && key !== 'connectionString' && value !== undefined) explicit[key] = value;
+  }
+  let fromUrl: Record<string, unknown> = {};
+  if (config.connectionString !== undefined) {
+    if (typeof config.connectionString !== 'string' || !/^postgres(ql)?:\/\//.test(config.connectionString)) {
+      // Never echo the string: it may hold a password.
+      throw new InvalidPoolOptionError('connectionString', 'Expected `connectionString` to be a postgres:// or postgresql:// URL');
+    }
+    try {
+      new URL(config.connectionString);
+      fromUrl = Object.fromEntries(Object.entries(parseConnectionString(config.connectionString)).filter(([, value]) => value !== undefined && value !== null));
+    } catch {
+      throw new InvalidPoolOptionError('connectionString', 'Expected `connectionString` to be a valid postgres:// URL (it could not be parsed)');
+    }
+    if (typeof fromUrl.port === 'string') fromUrl.port = Number(fromUrl.port);
+  }
+  const merged: Record<string, unknown> = {
+    application_name: 'lifeguard',
+    keepAlive: true,
+    ...fromUrl,
+    ...explicit,
+  };
+  if (createTimeoutMs !== Infinity) merged.connectionTimeoutMillis = Math.max(1, Math.ceil(createTimeoutMs));
+  if (config.queryTimeoutMs !== undefined) merged.query_timeout = config.queryTimeoutMs;
+  return merged as pg.ClientConfig;
+}
+
+function state(client: pg.Client): ClientState {
+  return (client as TrackedClient)[kState];
+}
+
+/** Mid-query: a query is running or queued. */
+function busy(client: pg.Client): boolean {
+  const tracked = client as TrackedClient;
+  return tracked.readyForQuery === false || (tracked._queryQueue?.length ?? 0) > 0;
+}
+
+/** Kill the socket now: used when the protocol state is unknown (timeouts, aborts). */
+function hardClose(client: pg.Client): void {
+  const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+  stream?.destroy();
+}
+
+/** The `pg` adapter: one narrow object the generic core drives. */
+export function postgresAdapter(clientConfig: pg.ClientConfig, policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease }): Adapter<pg.Client> {
+  const adapter: Adapter<pg.Client> = {
+    async create({ signal }) {
+      const client = new pg.Client(clientConfig) as TrackedClient;
+      const clientState: ClientState = { broken: false };
+      client[kState] = clientState;
+      // For the client's whole life: a server that goes away while the client is idle or
+      // leased emits 'error'; without a listener that would crash the process.
+      client.on('error', () => {
+        clientState.broken = true;
+      });
+      client.on('end', () => {
+        clientState.broken = true;
+      });
+      const onAbort = (): void => {
+        clientState.broken = true;
+        hardClose(client);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        await client.connect();
+      } catch (error) {
+        hardClose(client);
+        throw error;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+      if (signal.aborted) {
+        hardClose(client);
+        throw signal.reason;
+      }
+      return client;
+    },
+
+    async destroy(client) {
+      if (state(client).broken) {
+        hardClose(client);
+        return;
+      }
+      state(client).broken = true;
+      try {
+        await client.end();
+      } catch {
+        hardClose(client);
+      }
+    },
+
+    isBroken(client) {
+      if (state(client).broken) return true;
+      if (busy(client)) return true;
+      return policy.dirtyRelease === 'destroy' && client.getTransactionStatus() !== 'I' && client.getTransactionStatus() !== null;
+    },
+
+    async ping(client, signal) {
+      await bounded(client, signal, () => client.query('SELECT 1'));
+    },
+
+    isRetryable: isRetryableConnectError,
+    isFatal: isConnectionFatal,
+  };
+  if (policy.resetOnRelease !== 'none' || policy.dirtyRelease === 'rollback') {
+    adapter.reset = async (client, signal) => {
+      const status = client.getTransactionStatus();
+      const inTransaction = status === 'T' || status === 'E';
+      if (inTransaction) await bounded(client, signal, () => client.query('ROLLBACK'));
+      if (policy.resetOnRelease === 'discard') await bounded(client, signal, () => client.query(DISCARD_SQL));
+      else if (policy.resetOnRelease === 'rollback' && !inTransaction && status !== 'I') await bounded(client, signal, () => client.query('ROLLBACK'));
+    };
+  }
+  return adapter;
+}
+
+/** Run a query bounded by `signal`; when it aborts the connection is killed, since the query is still in flight. */
+async function bounded<R>(client: pg.Client, signal: AbortSignal, run: () => Promise<R>): Promise<R> {
+  signal.throwIfAborted();
+  const onAbort = (): void => {
+    state(client).broken = true;
+    hardClose(client);
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await run();
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * A pool of `pg.Client`s. Config: `pg.ClientConfig` fields and `connectionString`
+ * (explicit > URL > `PG*` env > defaults), the core pool options, and
+ * `resetOnRelease` / `dirtyRelease` / `queryTimeoutMs`.
+ */
+export function createPostgresPool(config: PostgresPoolConfig = {}): PostgresPool {
+  if (typeof config !== 'object' || config === null) {
+    throw InvalidPoolOptionError.expected('config', 'an object', config);
+  }
+  const poolOptions: Record<string, unknown> = {};
+  for (const key of Object.keys(config)) {
+    if (key === 'adapter') throw new InvalidPoolOptionError('adapter', 'createPostgresPool builds its own adapter: do not pass `adapter`');
+    if (POOL_OPTION_KEYS.has(key)) poolOptions[key] = (config as Record<string, unknown>)[key];
+    else if (!CLIENT_KEYS.has(key) && !ADAPTER_KEYS.has(key)) {
+      throw new InvalidPoolOptionError(key, `Unknown option \`${key}\`: expected a pool option, a pg.ClientConfig field, or resetOnRelease/dirtyRelease/queryTimeoutMs`);
+    }
+  }
+  const resetOnRelease = config.resetOnRelease ?? 'none';
+  if (!['none', 'rollback', 'discard'].includes(resetOnRelease)) {
+    throw InvalidPoolOptionError.expected('resetOnRelease', "'none', 'rollback' or 'discard'", resetOnRelease);
+  }
+  const dirtyRelease = config.dirtyRelease ?? 'destroy';
+  if (!['destroy', 'rollback'].includes(dirtyRelease)) throw InvalidPoolOptionError.expected('dirtyRelease', "'destroy' or 'rollback'", dirtyRelease);
+  if (config.queryTimeoutMs !== undefined && !(typeof config.queryTimeoutMs === 'number' && config.queryTimeoutMs > 0 && Number.isFinite(config.queryTimeoutMs))) {
+    throw InvalidPoolOptionError.expected('queryTimeoutMs', 'a finite number of milliseconds > 0', config.queryTimeoutMs);
+  }
+  const createTimeoutMs = typeof config.createTimeoutMs === 'number' ? config.createTimeoutMs : 10_000;
+  const clientConfig = resolveClientConfig(config, createTimeoutMs);
+  const adapter = postgresAdapter(clientConfig, { resetOnRelease, dirtyRelease });
+  const pool = createPool<pg.Client>({ ...(poolOptions as Omit<PoolOptions<pg.Client>, 'adapter'>), adapter });
+  return new PostgresPoolImpl(pool);
+}
+
+class PostgresPoolImpl implements PostgresPool {
+  readonly #pool: Pool<pg.Client>;
+
+  constructor(pool: Pool<pg.Client>) {
+    this.#pool = pool;
+  }
+
+  get closed(): boolean {
+    return this.#pool.closed;
+  }
+
+  acquire(options?: AcquireOptions): Promise<Lease<pg.Client>> {
+    return this.#pool.acquire(options);
+  }
+
+  withConnection<R>(fn: (client: pg.Client, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R> {
+    return this.#pool.withConnection(fn, options);
+  }
+
+  stats(): PoolStats {
+    return this.#pool.stats();
+  }
+
+  warmup(): Promise<void> {
+    return this.#pool.warmup();
+  }
+
+  close(options?: { timeoutMs?: number }): Promise<void> {
+    return this.#pool.close(options);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#pool.close();
+  }
+
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params?: unknown[]): Promise<pg.QueryResult<R>> {
+    if (typeof text === 'function') {
+      return Promise.reject(new TypeError('pool.query(fn) is not supported: pass SQL text (or a QueryConfig); use withConnection(fn) to run a function'));
+    }
+    if (typeof text !== 'string' && (typeof text !== 'object' || text === null || typeof text.text !== 'string')) {
+      return Promise.reject(new TypeError('pool.query expects SQL text or a { text, values } QueryConfig'));
+    }
+    if (params !== undefined && !Array.isArray(params)) return Promise.reject(new TypeError('pool.query expects params to be an array'));
+    return this.#pool.withConnection((client) => client.query<R>(text as string, params));
+  }
+
+  async withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options: TransactionOptions = {}): Promise<R> {
+    if (typeof fn !== 'function') throw new TypeError('withTransaction expects a function');
+    const { isolation, retry = false, readOnly = false, ...acquireOptions } = options;
+    if (isolation !== undefined && !(isolation in ISOLATION_SQL)) {
+      throw InvalidPoolOptionError.expected('isolation', "'read committed', 'repeatable read' or 'serializable'", isolation);
+    }
+    const retries = retry === true ? 3 : retry === false ? 0 : retry.retries;
+    if (!Number.isInteger(retries) || retries < 0) throw InvalidPoolOptionError.expected('retry.retries', 'an integer >= 0', retries);
+    const begin = `BEGIN${isolation === undefined ? '' : ` ISOLATION LEVEL ${ISOLATION_SQL[isolation]}`}${readOnly ? ' READ ONLY' : ''}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#transactionOnce(fn, begin, acquireOptions);
+      } catch (error) {
+        if (attempt >= retries || !isTransactionRetryable(error)) throw error;
+        // Jittered, growing pause so the conflicting transactions do not collide again in lockstep.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
+      }
+    }
+  }
+
+  async #transactionOnce<R>(fn: (client: pg.Client) => Promise<R> | R, begin: string, options: AcquireOptions): Promise<R> {
+    const lease = await this.#pool.acquire(options);
+    const client = lease.resource;
+    let result: R;
+    try {
+      await client.query(begin);
+      result = await fn(client);
+      await client.query('COMMIT');
+    } catch (error) {
+      try {
+        if (!isConnectionFatal(error)) await client.query('ROLLBACK');
+      } catch {
+        await lease.destroy(error);
+        throw error;
+      }
+      if (isConnectionFatal(error)) await lease.destroy(error);
+      else await lease.release();
+      throw error;
+    }
+    await lease.release();
+    return result;
+  }
+}
