@@ -176,3 +176,22 @@ describe('type declarations', () => {
     }
   });
 });
+
+describe('the lifeguard/postgres entry', () => {
+  it('exports["./postgres"] points at built files that exist', () => {
+    assertBuilt();
+    const entry = pkg.exports?.['./postgres'] as Record<string, string> | undefined;
+    expect(entry, 'package.json exports["./postgres"]').toBeTypeOf('object');
+    expect(Object.keys(entry!)[0]).toBe('types');
+    for (const target of [entry!.types!, entry!.default!]) {
+      expect(existsSync(join(ROOT, target)), `${target} should exist after the build`).toBe(true);
+    }
+  });
+
+  it('can be required from CommonJS and exposes createPostgresPool from dist/', () => {
+    assertBuilt();
+    const { keys, resolved } = runFixture('require-lifeguard-postgres.cjs', requireEsmFlags()) as { keys: string[]; resolved: string };
+    expect(keys).toEqual(expect.arrayContaining(['createPostgresPool', 'isConnectionFatal', 'isRetryableConnectError', 'isTransactionRetryable']));
+    expect(isInside(DIST, resolved), `${resolved} should be inside dist/`).toBe(true);
+  });
+});
