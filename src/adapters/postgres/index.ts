@@ -27,9 +27,9 @@ export type DirtyRelease = 'destroy' | 'rollback';
 export type PostgresClientConfig = Omit<pg.ClientConfig, 'connectionTimeoutMillis'>;
 
 export interface PostgresPoolConfig extends PostgresClientConfig, Omit<PoolOptions<pg.Client>, 'adapter'> {
-  /** Session clean-up on every release. @default 'none' */
+  /** On every release: 'rollback' rolls back an open transaction (instead of destroying the client), 'discard' also cleans the session. @default 'none' */
   readonly resetOnRelease?: ResetOnRelease;
-  /** A client released inside a (possibly failed) transaction. Busy or broken clients are always destroyed. @default 'destroy' */
+  /** A client released inside a (possibly failed) transaction when resetOnRelease is 'none'. Busy or broken clients are always destroyed. @default 'destroy' */
   readonly dirtyRelease?: DirtyRelease;
   /** Client-side bound on each query; when it fires the connection is destroyed. @default none */
   readonly queryTimeoutMs?: number;
@@ -99,6 +99,12 @@ function state(client: pg.Client): ClientState {
   return (client as TrackedClient)[kState];
 }
 
+/** 'I' idle, 'T' in a transaction, 'E' in a failed one; null before the first ReadyForQuery. */
+function transactionStatus(client: pg.Client): string | null {
+  const tracked = client as pg.Client & { getTransactionStatus?: () => string | null; _txStatus?: string | null };
+  return tracked.getTransactionStatus?.() ?? tracked._txStatus ?? null;
+}
+
 /** Mid-query: a query is running or queued. */
 function busy(client: pg.Client): boolean {
   const tracked = client as TrackedClient;
@@ -113,6 +119,8 @@ function hardClose(client: pg.Client): void {
 
 /** The `pg` adapter: one narrow object the generic core drives. */
 export function postgresAdapter(clientConfig: pg.ClientConfig, policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease }): Adapter<pg.Client> {
+  // A reset on release (any mode but 'none') rolls an open transaction back, so dirty clients are reused.
+  const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
   const adapter: Adapter<pg.Client> = {
     async create({ signal }) {
       const client = new pg.Client(clientConfig) as TrackedClient;
@@ -162,7 +170,8 @@ export function postgresAdapter(clientConfig: pg.ClientConfig, policy: { resetOn
     isBroken(client) {
       if (state(client).broken) return true;
       if (busy(client)) return true;
-      return policy.dirtyRelease === 'destroy' && client.getTransactionStatus() !== 'I' && client.getTransactionStatus() !== null;
+      const status = transactionStatus(client);
+      return !rollbackDirty && (status === 'T' || status === 'E');
     },
 
     async ping(client, signal) {
@@ -172,13 +181,11 @@ export function postgresAdapter(clientConfig: pg.ClientConfig, policy: { resetOn
     isRetryable: isRetryableConnectError,
     isFatal: isConnectionFatal,
   };
-  if (policy.resetOnRelease !== 'none' || policy.dirtyRelease === 'rollback') {
+  if (rollbackDirty) {
     adapter.reset = async (client, signal) => {
-      const status = client.getTransactionStatus();
-      const inTransaction = status === 'T' || status === 'E';
-      if (inTransaction) await bounded(client, signal, () => client.query('ROLLBACK'));
+      const status = transactionStatus(client);
+      if (status === 'T' || status === 'E') await bounded(client, signal, () => client.query('ROLLBACK'));
       if (policy.resetOnRelease === 'discard') await bounded(client, signal, () => client.query(DISCARD_SQL));
-      else if (policy.resetOnRelease === 'rollback' && !inTransaction && status !== 'I') await bounded(client, signal, () => client.query('ROLLBACK'));
     };
   }
   return adapter;
