@@ -1,52 +1,8 @@
 // AbortSignal on acquire: already aborted, aborted while queued, while its create runs,
 // after the lease was handed out, and a timeout-style signal on virtual time.
 import { describe, expect, it } from 'vitest';
-import { createPool, type Pool, type PoolOptions } from '../../src/index.js';
-import { FakeAdapter, type FakeOptions, type FakeResource } from '../support/fake-adapter.js';
-import { flush, VirtualClock } from '../support/virtual-clock.js';
-
-type Options = Omit<PoolOptions<FakeResource>, 'adapter' | 'clock'>;
-
-/** A pool on a virtual clock and a fake adapter; `await using` closes it, driving virtual time until close() settles. */
-function setup(options: Options = {}, fakeSetup: FakeOptions & { prepare?: (fake: FakeAdapter) => void } = {}) {
-  const clock = new VirtualClock();
-  const fake = new FakeAdapter(clock, fakeSetup);
-  fakeSetup.prepare?.(fake);
-  const errors: unknown[] = [];
-  const pool = createPool<FakeResource>({ adapter: fake.adapter(), clock, onError: (error) => errors.push(error), ...options });
-  return { clock, fake, pool, errors, [Symbol.asyncDispose]: () => closeOnClock(pool, clock) };
-}
-
-async function closeOnClock(pool: Pool<FakeResource>, clock: VirtualClock): Promise<void> {
-  let done = false;
-  const closing = pool.close().finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 120 && !done; i++) await clock.advance(1_000);
-  await closing;
-}
-
-interface Watched<T> {
-  state: 'pending' | 'fulfilled' | 'rejected';
-  value: T | undefined;
-  error: unknown;
-}
-
-/** Observe a promise's outcome without awaiting it (and without leaving a rejection unhandled). */
-function watch<T>(promise: Promise<T>): Watched<T> {
-  const watched: Watched<T> = { state: 'pending', value: undefined, error: undefined };
-  promise.then(
-    (value) => {
-      watched.state = 'fulfilled';
-      watched.value = value;
-    },
-    (error: unknown) => {
-      watched.state = 'rejected';
-      watched.error = error;
-    },
-  );
-  return watched;
-}
+import { setup, slowCreates, track } from '../support/harness.js';
+import { flush, type VirtualClock } from '../support/virtual-clock.js';
 
 /** Like `AbortSignal.timeout(ms)`, but on the virtual clock. */
 function virtualTimeoutSignal(clock: VirtualClock, ms: number): AbortSignal {
@@ -54,10 +10,6 @@ function virtualTimeoutSignal(clock: VirtualClock, ms: number): AbortSignal {
   clock.setTimeout(() => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms);
   return controller.signal;
 }
-
-const slowCreates = (ms: number) => (fake: FakeAdapter) => {
-  fake.defaults.create = { kind: 'slow', ms };
-};
 
 describe('acquire with an AbortSignal', () => {
   it('rejects at once with the exact reason of an already-aborted signal, using no resource and starting no create', async () => {
@@ -95,7 +47,7 @@ describe('acquire with an AbortSignal', () => {
       order.push('first');
       return lease.release();
     });
-    const aborted = watch(pool.acquire({ signal: controller.signal }));
+    const aborted = track(pool.acquire({ signal: controller.signal }));
     const last = pool.acquire().then((lease) => {
       order.push('last');
       return lease.release();
@@ -122,7 +74,7 @@ describe('acquire with an AbortSignal', () => {
       const controller = new AbortController();
       const reason = new Error('user navigated away');
 
-      const acquire = watch(pool.acquire({ signal: controller.signal }));
+      const acquire = track(pool.acquire({ signal: controller.signal }));
       await clock.advance(30);
       expect(pool.stats().creating).toBe(1);
       controller.abort(reason);
@@ -147,8 +99,8 @@ describe('acquire with an AbortSignal', () => {
       const { pool, clock, fake } = h;
       const controller = new AbortController();
 
-      const aborted = watch(pool.acquire({ signal: controller.signal }));
-      const next = watch(pool.acquire());
+      const aborted = track(pool.acquire({ signal: controller.signal }));
+      const next = track(pool.acquire());
       await clock.advance(30);
       controller.abort(new Error('gone'));
       await clock.advance(69);
@@ -191,7 +143,7 @@ describe('acquire with an AbortSignal', () => {
     const holder = await pool.acquire();
 
     const signal = virtualTimeoutSignal(clock, 300);
-    const acquire = watch(pool.acquire({ signal }));
+    const acquire = track(pool.acquire({ signal }));
     await clock.advance(299);
     expect(acquire.state).toBe('pending');
     await clock.advance(1);

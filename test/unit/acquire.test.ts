@@ -1,56 +1,10 @@
 // Acquire: creating and reusing resources, queue order and priority, queue bounds,
 // `min` / warmup, `maxConnecting`, create elision, and `withConnection`.
 import { describe, expect, it } from 'vitest';
-import { AcquireTimeoutError, createPool, PoolQueueFullError, type AcquireOptions, type Lease, type Pool, type PoolOptions } from '../../src/index.js';
-import { codedError, FakeAdapter, type FakeOptions, type FakeResource } from '../support/fake-adapter.js';
-import { flush, VirtualClock } from '../support/virtual-clock.js';
-
-type Options = Omit<PoolOptions<FakeResource>, 'adapter' | 'clock'>;
-
-/** A pool on a virtual clock and a fake adapter; `await using` closes it, driving virtual time until close() settles. */
-function setup(options: Options = {}, fakeSetup: FakeOptions & { prepare?: (fake: FakeAdapter) => void } = {}) {
-  const clock = new VirtualClock();
-  const fake = new FakeAdapter(clock, fakeSetup);
-  fakeSetup.prepare?.(fake);
-  const errors: unknown[] = [];
-  const pool = createPool<FakeResource>({ adapter: fake.adapter(), clock, onError: (error) => errors.push(error), ...options });
-  return { clock, fake, pool, errors, [Symbol.asyncDispose]: () => closeOnClock(pool, clock) };
-}
-
-async function closeOnClock(pool: Pool<FakeResource>, clock: VirtualClock): Promise<void> {
-  let done = false;
-  const closing = pool.close().finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 120 && !done; i++) await clock.advance(1_000);
-  await closing;
-}
-
-interface Watched<T> {
-  state: 'pending' | 'fulfilled' | 'rejected';
-  value: T | undefined;
-  error: unknown;
-}
-
-/** Observe a promise's outcome without awaiting it (and without leaving a rejection unhandled). */
-function watch<T>(promise: Promise<T>): Watched<T> {
-  const watched: Watched<T> = { state: 'pending', value: undefined, error: undefined };
-  promise.then(
-    (value) => {
-      watched.state = 'fulfilled';
-      watched.value = value;
-    },
-    (error: unknown) => {
-      watched.state = 'rejected';
-      watched.error = error;
-    },
-  );
-  return watched;
-}
-
-const slowCreates = (ms: number) => (fake: FakeAdapter) => {
-  fake.defaults.create = { kind: 'slow', ms };
-};
+import { AcquireTimeoutError, PoolQueueFullError, type AcquireOptions, type Lease } from '../../src/index.js';
+import { codedError, type FakeResource } from '../support/fake-adapter.js';
+import { setup, slowCreates, slowCreatesAfterFirst, track } from '../support/harness.js';
+import { flush } from '../support/virtual-clock.js';
 
 describe('acquire', () => {
   it('hands out a lease on a created resource and reuses idle resources without creating more', async () => {
@@ -78,7 +32,7 @@ describe('acquire', () => {
     await using h = setup({ max: 3 });
     const { pool, fake } = h;
 
-    const pending = Array.from({ length: 10 }, () => watch(pool.acquire()));
+    const pending = Array.from({ length: 10 }, () => track(pool.acquire()));
     await flush();
     expect(pending.filter((p) => p.state === 'fulfilled')).toHaveLength(3);
     expect(pool.stats()).toMatchObject({ size: 3, leased: 3, creating: 0, waiting: 7 });
@@ -183,7 +137,7 @@ describe('acquire', () => {
         }),
       );
       // No virtual time passes: the refusal is immediate.
-      const refused = watch(pool.acquire());
+      const refused = track(pool.acquire());
       await flush();
       expect(refused.state).toBe('rejected');
       expect(refused.error).toBeInstanceOf(PoolQueueFullError);
@@ -202,7 +156,7 @@ describe('acquire', () => {
 
       const holder = await pool.acquire();
       const only = holder.resource;
-      const refused = watch(pool.acquire());
+      const refused = track(pool.acquire());
       await flush();
       expect(refused.error).toMatchObject({ code: 'POOL_QUEUE_FULL' });
       expect(pool.stats()).toMatchObject({ waiting: 0, leased: 1, rejected: { queueFull: 1 } });
@@ -220,7 +174,7 @@ describe('acquire', () => {
       await using h = setup({ max: 2, maxWaiting: 0 });
       const { pool, fake } = h;
 
-      const acquire = watch(pool.acquire());
+      const acquire = track(pool.acquire());
       await flush();
       expect(acquire.error).toBeUndefined();
       expect(acquire.state).toBe('fulfilled');
@@ -236,7 +190,7 @@ describe('acquire', () => {
 
       // Nobody asked for a resource: the pool starts creating on its own.
       expect(pool.stats().creating).toBe(2);
-      const warm = watch(pool.warmup());
+      const warm = track(pool.warmup());
       await clock.advance(99);
       expect(warm.state).toBe('pending');
       await clock.advance(1);
@@ -253,7 +207,7 @@ describe('acquire', () => {
       await using h = setup({ max: 5, min: 1 }, { prepare: (fake) => fake.failCreates(1, refused) });
       const { pool, clock, errors } = h;
 
-      const failed = watch(pool.warmup());
+      const failed = track(pool.warmup());
       await flush();
       expect(failed.state).toBe('rejected');
       expect(failed.error).toBe(refused);
@@ -262,7 +216,7 @@ describe('acquire', () => {
       expect(errors).toContain(refused);
 
       // The pool keeps trying (with backoff) and a later warmup() sees it succeed.
-      const warm = watch(pool.warmup());
+      const warm = track(pool.warmup());
       await clock.advance(1_000);
       expect(warm.state).toBe('fulfilled');
       expect(pool.stats()).toMatchObject({ size: 1, idle: 1 });
@@ -287,7 +241,7 @@ describe('acquire', () => {
     await using h = setup({ max: 10, maxConnecting: 2 }, { prepare: slowCreates(100) });
     const { pool, clock, fake } = h;
 
-    const acquires = Array.from({ length: 8 }, () => watch(pool.acquire()));
+    const acquires = Array.from({ length: 8 }, () => track(pool.acquire()));
     let mostCreating = 0;
     let mostAtAdapter = 0;
     for (let t = 0; t < 500; t += 10) {
@@ -303,20 +257,12 @@ describe('acquire', () => {
   });
 
   it('starts no create for a waiter that a released or in-flight resource will serve (elision)', async () => {
-    await using h = setup(
-      { max: 10 },
-      {
-        prepare: (fake) => {
-          fake.script.create.push({ kind: 'ok' });
-          fake.defaults.create = { kind: 'slow', ms: 100 };
-        },
-      },
-    );
+    await using h = setup({ max: 10 }, { prepare: slowCreatesAfterFirst(100) });
     const { pool, clock, fake } = h;
     const held = await pool.acquire();
     const heldResource = held.resource;
 
-    const first = watch(pool.acquire());
+    const first = track(pool.acquire());
     await flush();
     expect(pool.stats()).toMatchObject({ creating: 1, waiting: 1 });
 
@@ -327,7 +273,7 @@ describe('acquire', () => {
     expect(first.value!.resource).toBe(heldResource);
 
     // A new waiter can be served by that in-flight create: no extra create.
-    const second = watch(pool.acquire());
+    const second = track(pool.acquire());
     await flush();
     expect(fake.createAttempts).toBe(2);
     expect(pool.stats()).toMatchObject({ creating: 1, waiting: 1 });
@@ -346,8 +292,8 @@ describe('acquire', () => {
       await using h = setup({ max: 10, maxConnecting: 1 }, { prepare: slowCreates(100) });
       const { pool, clock, fake } = h;
 
-      const early = watch(pool.acquire({ timeoutMs: 50 }));
-      const late = watch(pool.acquire());
+      const early = track(pool.acquire({ timeoutMs: 50 }));
+      const late = track(pool.acquire());
       await clock.advance(50);
       expect(early.error).toBeInstanceOf(AcquireTimeoutError);
       expect(late.state).toBe('pending');
@@ -365,7 +311,7 @@ describe('acquire', () => {
       const { pool, clock, fake } = h;
       const controller = new AbortController();
 
-      const acquire = watch(pool.acquire({ signal: controller.signal }));
+      const acquire = track(pool.acquire({ signal: controller.signal }));
       await clock.advance(40);
       controller.abort(new Error('caller left'));
       await flush();

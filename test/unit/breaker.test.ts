@@ -1,52 +1,8 @@
 // Circuit breaker: open after consecutive create failures, fail fast, probe after cooldown, coverage by leases.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  AcquireTimeoutError,
-  CircuitOpenError,
-  createPool,
-  type Lease,
-  type Pool,
-  type PoolOptions,
-} from '../../src/index.js';
-import { FakeAdapter, codedError, type FakeResource } from '../support/fake-adapter.js';
-import { VirtualClock } from '../support/virtual-clock.js';
-
-interface Outcome<T> {
-  done: boolean;
-  ok: boolean;
-  value: T | undefined;
-  error: unknown;
-  at: number;
-}
-
-let clock: VirtualClock;
-let fake: FakeAdapter;
-let errors: unknown[];
-let pools: Pool<FakeResource>[];
-
-beforeEach(() => {
-  clock = new VirtualClock();
-  fake = new FakeAdapter(clock);
-  fake.createError = codedError('connect ECONNREFUSED 10.0.0.5:5432', 'ECONNREFUSED');
-  errors = [];
-  pools = [];
-});
-
-afterEach(async () => {
-  const closing = pools.map((pool) => track(pool.close({ timeoutMs: 0 })));
-  const closed = await clock.advanceUntil(() => closing.every((c) => c.done), 600_000, 1000);
-  expect(closed).toBe(true);
-  for (const c of closing) expect(c.ok).toBe(true);
-});
-
-function track<T>(promise: Promise<T>): Outcome<T> {
-  const outcome: Outcome<T> = { done: false, ok: false, value: undefined, error: undefined, at: NaN };
-  promise.then(
-    (value) => Object.assign(outcome, { done: true, ok: true, value, at: clock.now() }),
-    (error: unknown) => Object.assign(outcome, { done: true, ok: false, error, at: clock.now() }),
-  );
-  return outcome;
-}
+import { describe, expect, it } from 'vitest';
+import { AcquireTimeoutError, CircuitOpenError, type Lease, type Pool } from '../../src/index.js';
+import { codedError, type FakeResource } from '../support/fake-adapter.js';
+import { acquireNow, clock, fake, track, usePerTestPools, type Tracked } from '../support/harness.js';
 
 const THRESHOLD = 3;
 const COOLDOWN = 1000;
@@ -55,31 +11,22 @@ const COOLDOWN = 1000;
  * Deterministic backoff (attempts at 0, 100, 300, ...), so with threshold 3 a single
  * waiter opens the breaker at t = 300.
  */
-function makePool(options: Partial<PoolOptions<FakeResource>> = {}): Pool<FakeResource> {
-  const pool = createPool<FakeResource>({
-    adapter: fake.adapter(),
-    clock,
-    onError: (error) => errors.push(error),
+const makePool = usePerTestPools(
+  {
     keepaliveMs: Infinity,
     pingIfIdleMs: Infinity,
     max: 3,
     retry: { randomize: false, minTimeoutMs: 100, factor: 2 },
     circuitBreaker: { failureThreshold: THRESHOLD, cooldownMs: COOLDOWN },
-    ...options,
-  });
-  pools.push(pool);
-  return pool;
-}
+  },
+  {
+    prepare: (fake) => {
+      fake.createError = codedError('connect ECONNREFUSED 10.0.0.5:5432', 'ECONNREFUSED');
+    },
+  },
+);
 
-async function acquireNow(pool: Pool<FakeResource>): Promise<Lease<FakeResource>> {
-  const outcome = track(pool.acquire());
-  await clock.advance(0);
-  expect(outcome.done, 'acquire should have settled without time passing').toBe(true);
-  if (!outcome.ok) throw outcome.error;
-  return outcome.value!;
-}
-
-function expectCircuitOpen(outcome: Outcome<unknown>, at: number): void {
+function expectCircuitOpen(outcome: Tracked<unknown>, at: number): void {
   expect(outcome.done).toBe(true);
   expect(outcome.at).toBe(at);
   const error = outcome.error as CircuitOpenError;
@@ -89,7 +36,7 @@ function expectCircuitOpen(outcome: Outcome<unknown>, at: number): void {
 }
 
 /** Fail creates until the breaker opens at t = 300 (from t = 0), with one waiter that is not covered. */
-async function openBreaker(pool: Pool<FakeResource>): Promise<Outcome<Lease<FakeResource>>> {
+async function openBreaker(pool: Pool<FakeResource>): Promise<Tracked<Lease<FakeResource>>> {
   fake.defaults.create = { kind: 'fail' };
   const start = clock.now();
   const waiter = track(pool.acquire({ timeoutMs: 10_000 }));

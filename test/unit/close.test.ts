@@ -1,5 +1,5 @@
 // close(): idempotent drain, then destroy (FAULTS.md M19, M20, M21; I5).
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,61 +12,12 @@ import {
   PoolClosedError,
   type Lease,
   type Pool,
-  type PoolOptions,
 } from '../../src/index.js';
 import { FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
+import { errorOf, setupClosingAfterEach, track } from '../support/harness.js';
 import { VirtualClock } from '../support/virtual-clock.js';
 
-interface Harness {
-  clock: VirtualClock;
-  fake: FakeAdapter;
-  pool: Pool<FakeResource>;
-  errors: unknown[];
-}
-
-const opened: Harness[] = [];
-afterEach(async () => {
-  for (const h of opened.splice(0)) {
-    const done = h.pool.close({ timeoutMs: 0 });
-    await h.clock.advance(10_000);
-    await done;
-  }
-});
-
-function setup(options: Partial<PoolOptions<FakeResource>> = {}, hooks?: ConstructorParameters<typeof FakeAdapter>[1]): Harness {
-  const clock = new VirtualClock();
-  const fake = new FakeAdapter(clock, hooks);
-  const errors: unknown[] = [];
-  const pool = createPool<FakeResource>({ adapter: fake.adapter(), clock, onError: (error) => errors.push(error), ...options });
-  const h = { clock, fake, pool, errors };
-  opened.push(h);
-  return h;
-}
-
-/** Settle-state of a promise, readable synchronously after a flush. */
-function track<T>(promise: Promise<T>): { settled: boolean; value?: T; error?: unknown } {
-  const state: { settled: boolean; value?: T; error?: unknown } = { settled: false };
-  promise.then(
-    (value) => {
-      state.settled = true;
-      state.value = value;
-    },
-    (error: unknown) => {
-      state.settled = true;
-      state.error = error;
-    },
-  );
-  return state;
-}
-
-function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (error: unknown) => error,
-  );
-}
+const setup = setupClosingAfterEach();
 
 describe('close() is idempotent (M20)', () => {
   it('returns the same promise on every call, and `closed` is true at once', async () => {
@@ -91,12 +42,12 @@ describe('close() is idempotent (M20)', () => {
     const a = track(pool.close({ timeoutMs: 1000 }));
     const b = track(pool.close());
     await clock.advance(10);
-    expect(a.settled).toBe(false);
-    expect(b.settled).toBe(false);
+    expect(a.done).toBe(false);
+    expect(b.done).toBe(false);
     await lease.release();
     await clock.advance(0);
-    expect(a.settled).toBe(true);
-    expect(b.settled).toBe(true);
+    expect(a.done).toBe(true);
+    expect(b.done).toBe(true);
   });
 });
 
@@ -114,10 +65,10 @@ describe('acquires during and after close (M19, M21)', () => {
       expect((error as PoolClosedError).code).toBe('POOL_CLOSED');
     }
     expect(pool.stats()).toMatchObject({ waiting: 0, rejected: { closed: 3 } });
-    expect(closing.settled).toBe(false); // still waiting for the lease
+    expect(closing.done).toBe(false); // still waiting for the lease
     await held.release();
     await clock.advance(0);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
   });
 
   it('a waiter whose create is in flight at close rejects with PoolClosedError too', async () => {
@@ -174,13 +125,13 @@ describe('close() drains leases, then destroys them (M21)', () => {
     const closing = track(pool.close({ timeoutMs: 1000 }));
 
     await clock.advance(999);
-    expect(closing.settled).toBe(false);
+    expect(closing.done).toBe(false);
     expect(pool.stats()).toMatchObject({ leased: 2, destroyed: 0 });
     expect(fake.destroyed).toBe(0);
     expect(a.resource).toBe(resources[0]); // still usable while close waits
 
     await clock.advance(1);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
     expect(closing.error).toBeUndefined();
     expect(pool.stats()).toMatchObject({ size: 0, leased: 0, destroyed: 2, destroyedByReason: { closed: 2 } });
     expect(resources.every((r) => r.destroyed)).toBe(true);
@@ -207,12 +158,12 @@ describe('close() drains leases, then destroys them (M21)', () => {
     await a.release();
     expect(ra.destroyed).toBe(true);
     expect(pool.stats()).toMatchObject({ idle: 0, leased: 1, destroyedByReason: { closed: 1 } });
-    expect(closing.settled).toBe(false);
+    expect(closing.done).toBe(false);
 
     await clock.advance(100);
     await b.release();
     await clock.advance(0);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
     expect(clock.now()).toBe(200); // long before the 1000 ms timeout
     expect(pool.stats()).toMatchObject({ size: 0, destroyedByReason: { closed: 2 } });
     expect(fake.live.size).toBe(0);
@@ -238,7 +189,7 @@ describe('close() drains leases, then destroys them (M21)', () => {
     void lease.release();
     expect(pool.stats().resetting).toBe(1);
     const closing = track(pool.close({ timeoutMs: 10 }));
-    expect(await clock.advanceUntil(() => closing.settled, 2000)).toBe(true);
+    expect(await clock.advanceUntil(() => closing.done, 2000)).toBe(true);
     expect(closing.error).toBeUndefined();
     // At the moment close() has resolved, nothing is alive.
     expect(fake.live.size).toBe(0);
@@ -252,7 +203,7 @@ describe('close() drains leases, then destroys them (M21)', () => {
     const lease = await pool.acquire();
     const closing = track(pool.close({ timeoutMs: 0 }));
     await clock.advance(0);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
     expect(() => lease.resource).toThrow(LeaseReleasedError);
     expect(fake.live.size).toBe(0);
   });
@@ -272,7 +223,7 @@ describe('close() drains leases, then destroys them (M21)', () => {
     await clock.advance(1);
     expect(seen?.aborted).toBe(true);
     expect(seen?.reason).toBeInstanceOf(PoolClosedError);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
     await clock.advance(5000);
     await expect(running).resolves.toBe(true); // its late release was a no-op
     expect(fake.live.size).toBe(0);
@@ -284,9 +235,9 @@ describe('close() drains leases, then destroys them (M21)', () => {
     fake.script.destroy.push({ kind: 'never' });
     const closing = track(pool.close());
     await clock.advance(49);
-    expect(closing.settled).toBe(false);
+    expect(closing.done).toBe(false);
     await clock.advance(1);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
     expect(errors.some((e) => e instanceof DestroyTimeoutError)).toBe(true);
     expect(clock.pendingTimers).toBe(0);
   });
@@ -347,7 +298,7 @@ describe('close() destroys idle resources and aborts creates', () => {
     const closing = track(pool.close());
     expect(await waiting).toBeInstanceOf(PoolClosedError);
     await clock.advance(30);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
     expect(fake.live.size).toBe(0);
     expect(pool.stats()).toMatchObject({ size: 0, checking: 0, destroyedByReason: { closed: 1 } });
   });
@@ -387,7 +338,7 @@ describe('close() clears every timer', () => {
 
     const closing = track(pool.close({ timeoutMs: 0 }));
     await clock.advance(0);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
     expect(clock.pendingTimers).toBe(0);
     expect(() => held.resource).toThrow(LeaseReleasedError);
     expect(fake.live.size).toBe(0);
@@ -584,10 +535,10 @@ describe('bad close() options', () => {
     const lease = await pool.acquire();
     const closing = track(pool.close({ timeoutMs: Infinity }));
     await clock.advance(10_000_000);
-    expect(closing.settled).toBe(false);
+    expect(closing.done).toBe(false);
     expect(clock.pendingTimers).toBe(0);
     await lease.release();
     await clock.advance(0);
-    expect(closing.settled).toBe(true);
+    expect(closing.done).toBe(true);
   });
 });

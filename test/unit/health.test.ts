@@ -1,73 +1,18 @@
 // Health checks: ping on borrow, keepalive, isBroken, background errors, bounded destroy.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  AcquireTimeoutError,
-  DestroyTimeoutError,
-  PingTimeoutError,
-  createPool,
-  type Lease,
-  type Pool,
-  type PoolOptions,
-} from '../../src/index.js';
-import { FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
-import { VirtualClock } from '../support/virtual-clock.js';
+import { describe, expect, it } from 'vitest';
+import { AcquireTimeoutError, DestroyTimeoutError, PingTimeoutError, type Pool } from '../../src/index.js';
+import type { FakeResource } from '../support/fake-adapter.js';
+import { acquireNow, clock, errors, fake, track, usePerTestPools } from '../support/harness.js';
 
-interface Outcome<T> {
-  done: boolean;
-  ok: boolean;
-  value: T | undefined;
-  error: unknown;
-  at: number;
-}
+const makePool = usePerTestPools({ keepaliveMs: Infinity });
 
-let clock: VirtualClock;
-let fake: FakeAdapter;
-let errors: unknown[];
-let pools: Pool<FakeResource>[];
-
-beforeEach(() => {
-  clock = new VirtualClock();
-  fake = new FakeAdapter(clock);
-  errors = [];
-  pools = [];
-});
-
-afterEach(async () => {
-  const closing = pools.map((pool) => track(pool.close({ timeoutMs: 0 })));
-  const closed = await clock.advanceUntil(() => closing.every((c) => c.done), 600_000, 1000);
-  expect(closed).toBe(true);
-  for (const c of closing) expect(c.ok).toBe(true);
-});
-
-/** Observe a promise without awaiting it: when it settled (virtual time), and how. */
-function track<T>(promise: Promise<T>): Outcome<T> {
-  const outcome: Outcome<T> = { done: false, ok: false, value: undefined, error: undefined, at: NaN };
-  promise.then(
-    (value) => Object.assign(outcome, { done: true, ok: true, value, at: clock.now() }),
-    (error: unknown) => Object.assign(outcome, { done: true, ok: false, error, at: clock.now() }),
-  );
-  return outcome;
-}
-
-function makePool(options: Partial<PoolOptions<FakeResource>> = {}): Pool<FakeResource> {
-  const pool = createPool<FakeResource>({
-    adapter: fake.adapter(),
-    clock,
-    onError: (error) => errors.push(error),
-    keepaliveMs: Infinity,
-    ...options,
-  });
-  pools.push(pool);
-  return pool;
-}
-
-/** Acquire and let every ready promise chain run (no virtual time passes). */
-async function acquireNow(pool: Pool<FakeResource>, options?: Parameters<Pool<FakeResource>['acquire']>[0]): Promise<Lease<FakeResource>> {
-  const outcome = track(options === undefined ? pool.acquire() : pool.acquire(options));
-  await clock.advance(0);
-  expect(outcome.done, 'acquire should have settled without time passing').toBe(true);
-  if (!outcome.ok) throw outcome.error;
-  return outcome.value!;
+/** A resource created, released, then left idle for `ms`: the resource, now idle in `pool`. */
+async function idleFor(pool: Pool<FakeResource>, ms: number): Promise<FakeResource> {
+  const lease = await acquireNow(pool);
+  const resource = lease.resource;
+  await lease.release();
+  await clock.advance(ms);
+  return resource;
 }
 
 describe('ping on borrow', () => {
@@ -116,10 +61,7 @@ describe('ping on borrow', () => {
 
   it('a failed ping destroys the resource (pingFailed) and the same acquire gets a newly created one', async () => {
     const pool = makePool({ pingIfIdleMs: 100 });
-    const first = await acquireNow(pool);
-    const stale = first.resource;
-    await first.release();
-    await clock.advance(200);
+    const stale = await idleFor(pool, 200);
 
     fake.script.ping.push({ kind: 'fail' });
     const lease = await acquireNow(pool);
@@ -136,10 +78,7 @@ describe('ping on borrow', () => {
 
   it('a hanging ping is bounded by pingTimeoutMs; the acquire then goes on with a new resource', async () => {
     const pool = makePool({ pingIfIdleMs: 100, pingTimeoutMs: 300, acquireTimeoutMs: 5000 });
-    const first = await acquireNow(pool);
-    const stale = first.resource;
-    await first.release();
-    await clock.advance(200);
+    const stale = await idleFor(pool, 200);
 
     fake.script.ping.push({ kind: 'never' });
     const start = clock.now();
@@ -160,10 +99,7 @@ describe('ping on borrow', () => {
 
   it("a hanging ping is bounded by the caller's remaining deadline: the acquire fails at its deadline, not later", async () => {
     const pool = makePool({ pingIfIdleMs: 100, pingTimeoutMs: 1000, acquireTimeoutMs: 5000 });
-    const first = await acquireNow(pool);
-    const stale = first.resource;
-    await first.release();
-    await clock.advance(200);
+    const stale = await idleFor(pool, 200);
 
     fake.script.ping.push({ kind: 'never' });
     const start = clock.now();

@@ -1,52 +1,10 @@
 // Leases: release and reuse, double release / destroy, `await using`, the reset hook,
 // isBroken on return and on borrow, and leak detection.
 import { describe, expect, it } from 'vitest';
-import { createPool, LeakDetectedError, LeaseReleasedError, PoolError, type Lease, type Pool, type PoolOptions } from '../../src/index.js';
-import { FakeAdapter, type FakeOptions, type FakeResource } from '../support/fake-adapter.js';
+import { createPool, LeakDetectedError, LeaseReleasedError, PoolError, type Lease, type Pool } from '../../src/index.js';
+import { FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
+import { setup, track } from '../support/harness.js';
 import { flush, VirtualClock } from '../support/virtual-clock.js';
-
-type Options = Omit<PoolOptions<FakeResource>, 'adapter' | 'clock'>;
-
-/** A pool on a virtual clock and a fake adapter; `await using` closes it, driving virtual time until close() settles. */
-function setup(options: Options = {}, fakeSetup: FakeOptions & { prepare?: (fake: FakeAdapter) => void } = {}) {
-  const clock = new VirtualClock();
-  const fake = new FakeAdapter(clock, fakeSetup);
-  fakeSetup.prepare?.(fake);
-  const errors: unknown[] = [];
-  const pool = createPool<FakeResource>({ adapter: fake.adapter(), clock, onError: (error) => errors.push(error), ...options });
-  return { clock, fake, pool, errors, [Symbol.asyncDispose]: () => closeOnClock(pool, clock) };
-}
-
-async function closeOnClock(pool: Pool<FakeResource>, clock: VirtualClock): Promise<void> {
-  let done = false;
-  const closing = pool.close().finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 120 && !done; i++) await clock.advance(1_000);
-  await closing;
-}
-
-interface Watched<T> {
-  state: 'pending' | 'fulfilled' | 'rejected';
-  value: T | undefined;
-  error: unknown;
-}
-
-/** Observe a promise's outcome without awaiting it (and without leaving a rejection unhandled). */
-function watch<T>(promise: Promise<T>): Watched<T> {
-  const watched: Watched<T> = { state: 'pending', value: undefined, error: undefined };
-  promise.then(
-    (value) => {
-      watched.state = 'fulfilled';
-      watched.value = value;
-    },
-    (error: unknown) => {
-      watched.state = 'rejected';
-      watched.error = error;
-    },
-  );
-  return watched;
-}
 
 const WITH_RESET = { hooks: ['isBroken', 'ping', 'reset', 'isRetryable', 'isFatal'] } as const;
 
@@ -94,7 +52,7 @@ describe('destroy', () => {
     const { pool, fake } = h;
     const lease = await pool.acquire();
     const old = lease.resource;
-    const waiter = watch(pool.acquire());
+    const waiter = track(pool.acquire());
     await flush();
 
     await lease.destroy();
@@ -206,10 +164,10 @@ describe('reset hook', () => {
     const { pool, clock, fake } = h;
     const lease = await pool.acquire();
     const resource = lease.resource;
-    const waiter = watch(pool.acquire());
+    const waiter = track(pool.acquire());
 
     fake.script.reset.push({ kind: 'slow', ms: 50 });
-    const released = watch(lease.release());
+    const released = track(lease.release());
     await flush();
     expect(fake.resets).toBe(1);
     expect(pool.stats().resetting).toBe(1);
@@ -253,7 +211,7 @@ describe('reset hook', () => {
     const resource = lease.resource;
 
     fake.script.reset.push({ kind: 'never' });
-    const released = watch(lease.release());
+    const released = track(lease.release());
     await clock.advance(199);
     expect(pool.stats()).toMatchObject({ resetting: 1, destroyed: 0 });
     expect(resource.destroyed).toBe(false);

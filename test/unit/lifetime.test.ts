@@ -1,70 +1,18 @@
 // Resource lifetime: idle retirement, max lifetime with jitter, expiry on borrow and release, `min` top-up.
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createPool, type Clock, type ClockTimer, type Lease, type Pool, type PoolOptions } from '../../src/index.js';
-import { FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
-import { VirtualClock } from '../support/virtual-clock.js';
+import { describe, expect, it, vi } from 'vitest';
+import type { Clock, ClockTimer, Lease, Pool } from '../../src/index.js';
+import type { FakeAdapter, FakeResource } from '../support/fake-adapter.js';
+import { acquireNow, clock, fake, track, usePerTestPools } from '../support/harness.js';
+import type { VirtualClock } from '../support/virtual-clock.js';
 
-interface Outcome<T> {
-  done: boolean;
-  ok: boolean;
-  value: T | undefined;
-  error: unknown;
-  at: number;
-}
-
-let clock: VirtualClock;
+/** The current test's pools' clock: the virtual clock behind a SpinGuardClock, which counts the timers they arm. */
 let guard: SpinGuardClock;
-let fake: FakeAdapter;
-let errors: unknown[];
-let pools: Pool<FakeResource>[];
-
-beforeEach(() => {
-  clock = new VirtualClock();
-  guard = new SpinGuardClock(clock);
-  fake = new FakeAdapter(clock);
-  errors = [];
-  pools = [];
-});
-
-afterEach(async () => {
-  const closing = pools.map((pool) => track(pool.close({ timeoutMs: 0 })));
-  const closed = await clock.advanceUntil(() => closing.every((c) => c.done), 600_000, 1000);
-  expect(closed).toBe(true);
-  for (const c of closing) expect(c.ok).toBe(true);
-});
-
-function track<T>(promise: Promise<T>): Outcome<T> {
-  const outcome: Outcome<T> = { done: false, ok: false, value: undefined, error: undefined, at: NaN };
-  promise.then(
-    (value) => Object.assign(outcome, { done: true, ok: true, value, at: clock.now() }),
-    (error: unknown) => Object.assign(outcome, { done: true, ok: false, error, at: clock.now() }),
-  );
-  return outcome;
-}
 
 /** Lifetime tests turn off pings so only the option under test retires resources. */
-function makePool(options: Partial<PoolOptions<FakeResource>> = {}): Pool<FakeResource> {
-  const pool = createPool<FakeResource>({
-    adapter: fake.adapter(),
-    clock: guard,
-    onError: (error) => errors.push(error),
-    keepaliveMs: Infinity,
-    pingIfIdleMs: Infinity,
-    idleTimeoutMs: Infinity,
-    maxLifetimeMs: Infinity,
-    ...options,
-  });
-  pools.push(pool);
-  return pool;
-}
-
-async function acquireNow(pool: Pool<FakeResource>): Promise<Lease<FakeResource>> {
-  const outcome = track(pool.acquire());
-  await clock.advance(0);
-  expect(outcome.done, 'acquire should have settled without time passing').toBe(true);
-  if (!outcome.ok) throw outcome.error;
-  return outcome.value!;
-}
+const makePool = usePerTestPools(
+  { keepaliveMs: Infinity, pingIfIdleMs: Infinity, idleTimeoutMs: Infinity, maxLifetimeMs: Infinity },
+  { clock: (base) => (guard = new SpinGuardClock(base)) },
+);
 
 async function acquireMany(pool: Pool<FakeResource>, n: number): Promise<Lease<FakeResource>[]> {
   const outcomes = Array.from({ length: n }, () => track(pool.acquire()));

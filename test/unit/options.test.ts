@@ -12,7 +12,8 @@ import {
   type Pool,
   type PoolOptions,
 } from '../../src/index.js';
-import { FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
+import { FakeAdapter } from '../support/fake-adapter.js';
+import { setupClosingAfterEach } from '../support/harness.js';
 import { VirtualClock } from '../support/virtual-clock.js';
 
 /** The smallest adapter the pool accepts: no optional hooks. */
@@ -31,6 +32,9 @@ function open<T>(options: PoolOptions<T>): Pool<T> {
   opened.push(pool as Pool<unknown>);
   return pool;
 }
+
+/** A pool on a virtual clock and the fake adapter, closed after each test. */
+const setup = setupClosingAfterEach();
 
 /** Catch what `fn` throws synchronously, failing when it does not throw. */
 function thrown(fn: () => unknown): unknown {
@@ -152,9 +156,7 @@ describe('M2 min', () => {
     [3, 3],
     [10, 4],
   ])('max: %s, min: %s is kept as given', (max, min) => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
-    const stats = open({ adapter: fake.adapter(), clock, max, min }).stats();
+    const stats = setup({ max, min }).pool.stats();
     expect(stats.max).toBe(max);
     expect(stats.min).toBe(min);
   });
@@ -205,9 +207,7 @@ describe('M3 durations', () => {
     });
 
     it('pingIfIdleMs: 0 really pings on every borrow (kept, not raised to a floor)', async () => {
-      const clock = new VirtualClock();
-      const fake = new FakeAdapter(clock);
-      const pool = open({ adapter: fake.adapter(), clock, pingIfIdleMs: 0 });
+      const { pool, clock, fake } = setup({ pingIfIdleMs: 0 });
       const first = await pool.acquire();
       await first.release();
       await clock.advance(1);
@@ -218,9 +218,7 @@ describe('M3 durations', () => {
   });
 
   it('acquireTimeoutMs: 3 is honoured exactly (no hidden floor)', async () => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
-    const pool = open({ adapter: fake.adapter(), clock, max: 1, acquireTimeoutMs: 3 });
+    const { pool, clock } = setup({ max: 1, acquireTimeoutMs: 3 });
     const held = await pool.acquire();
     const waiting = pool.acquire().then(
       () => undefined,
@@ -236,10 +234,8 @@ describe('M3 durations', () => {
   });
 
   it('createTimeoutMs: 2 is honoured exactly (the create signal aborts at 2 ms)', async () => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
+    const { pool, clock, fake } = setup({ createTimeoutMs: 2, retry: { minTimeoutMs: 1000, randomize: false }, onError: () => {} });
     fake.script.create.push({ kind: 'never' });
-    const pool = open({ adapter: fake.adapter(), clock, createTimeoutMs: 2, retry: { minTimeoutMs: 1000, randomize: false }, onError: () => {} });
     const pending = pool.acquire({ timeoutMs: 100 }).catch((error: unknown) => error);
     await clock.advance(1);
     expect(fake.createSignals[0]?.aborted).toBe(false);
@@ -406,10 +402,8 @@ describe('maxConnecting, maxWaiting', () => {
   });
 
   it('maxConnecting: 1 is kept: only one create at a time', async () => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
+    const { pool, clock, fake } = setup({ max: 4, maxConnecting: 1 });
     fake.defaults.create = { kind: 'slow', ms: 10 };
-    const pool = open({ adapter: fake.adapter(), clock, max: 4, maxConnecting: 1 });
     const leases = [pool.acquire(), pool.acquire(), pool.acquire()];
     await clock.advance(0);
     expect(pool.stats().creating).toBe(1);
@@ -437,9 +431,7 @@ describe('maxConnecting, maxWaiting', () => {
   });
 
   it('maxWaiting: 0 is kept: with the pool saturated, an acquire fails at once with PoolQueueFullError', async () => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
-    const pool = open({ adapter: fake.adapter(), clock, max: 1, min: 1, maxWaiting: 0 });
+    const { pool } = setup({ max: 1, min: 1, maxWaiting: 0 });
     await pool.warmup();
     const held = await pool.acquire(); // served from idle: never queued
     const error = await pool.acquire().then(
@@ -456,9 +448,7 @@ describe('maxConnecting, maxWaiting', () => {
   // by creating a resource (size + creating < max) is not "queued behind" anyone; with
   // maxWaiting: 0 and min: 0 the pool would otherwise never hand out anything at all.
   it('maxWaiting: 0 still lets an acquire create a resource when the pool has room', async () => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
-    const pool = open({ adapter: fake.adapter(), clock, max: 1, maxWaiting: 0 });
+    const { pool, fake } = setup({ max: 1, maxWaiting: 0 });
     const held = await pool.acquire();
     expect(fake.created).toBe(1);
     await expect(pool.acquire()).rejects.toBeInstanceOf(PoolQueueFullError);
@@ -534,10 +524,8 @@ describe('M31 circuitBreaker', () => {
   );
 
   it('failureThreshold: 1 is kept: one failed create opens the breaker', async () => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
+    const { pool, clock, fake } = setup({ circuitBreaker: { failureThreshold: 1, cooldownMs: 50 }, onError: () => {} });
     fake.failCreates(1);
-    const pool = open({ adapter: fake.adapter(), clock, circuitBreaker: { failureThreshold: 1, cooldownMs: 50 }, onError: () => {} });
     const result = pool.acquire({ timeoutMs: 1000 }).catch((error: unknown) => error);
     await clock.advance(0);
     expect(pool.stats().circuit).toBe('open');
@@ -581,12 +569,6 @@ describe('clock and onError', () => {
 });
 
 describe('M24 per-call acquire options reject (never throw synchronously)', () => {
-  function setup(): { pool: Pool<FakeResource>; fake: FakeAdapter } {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
-    return { pool: open({ adapter: fake.adapter(), clock, max: 2 }), fake };
-  }
-
   const notAnAbortSignal = { aborted: false, addEventListener() {}, removeEventListener() {} };
 
   it.each<[string, unknown, string, string]>([
@@ -604,7 +586,7 @@ describe('M24 per-call acquire options reject (never throw synchronously)', () =
     ['options null', null, 'acquire options', 'Expected `acquire options` to be an object, got null'],
     ['options a number', 5000, 'acquire options', 'Expected `acquire options` to be an object, got 5000'],
   ])('acquire(%s) rejects with InvalidPoolOptionError', async (_label, options, option, message) => {
-    const { pool, fake } = setup();
+    const { pool, fake } = setup({ max: 2 });
     let result: Promise<unknown> | undefined;
     expect(() => {
       result = pool.acquire(options as { timeoutMs: number });
@@ -622,7 +604,7 @@ describe('M24 per-call acquire options reject (never throw synchronously)', () =
   });
 
   it('withConnection with bad acquire options rejects the same way and never calls fn', async () => {
-    const { pool } = setup();
+    const { pool } = setup({ max: 2 });
     let called = false;
     const error = await pool
       .withConnection(
@@ -647,7 +629,7 @@ describe('M24 per-call acquire options reject (never throw synchronously)', () =
     [{ signal: new AbortController().signal }],
     [{}],
   ])('acquire(%o) is accepted', async (options) => {
-    const { pool } = setup();
+    const { pool } = setup({ max: 2 });
     const lease = await pool.acquire(options);
     expect(lease.resource).toBeDefined();
     await lease.release();
@@ -661,9 +643,7 @@ describe('M28 withConnection with a non-function', () => {
     [null, 'null'],
     [{ query: 'select 1' }, 'an object'],
   ])('withConnection(%o) rejects with a clear error and takes no lease', async (fn, shown) => {
-    const clock = new VirtualClock();
-    const fake = new FakeAdapter(clock);
-    const pool = open({ adapter: fake.adapter(), clock });
+    const { pool, fake } = setup();
     let result: Promise<unknown> | undefined;
     expect(() => {
       result = pool.withConnection(fn as () => void);

@@ -1,5 +1,5 @@
 // Create retries: backoff and jitter, deadlines, who the retries are for, non-retryable errors, misuse (M8-M10).
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   AcquireTimeoutError,
   CreateResourceError,
@@ -7,67 +7,17 @@ import {
   createPool,
   type Adapter,
   type Lease,
-  type Pool,
-  type PoolOptions,
   type RetryOptions,
 } from '../../src/index.js';
-import { FakeAdapter, codedError, type FakeResource } from '../support/fake-adapter.js';
-import { VirtualClock } from '../support/virtual-clock.js';
-
-interface Outcome<T> {
-  done: boolean;
-  ok: boolean;
-  value: T | undefined;
-  error: unknown;
-  at: number;
-}
-
-interface Closable {
-  close(options?: { timeoutMs?: number }): Promise<void>;
-}
-
-let clock: VirtualClock;
-let fake: FakeAdapter;
-let errors: unknown[];
-let pools: Closable[];
-
-beforeEach(() => {
-  clock = new VirtualClock();
-  fake = new FakeAdapter(clock);
-  errors = [];
-  pools = [];
-});
-
-afterEach(async () => {
-  vi.restoreAllMocks();
-  const closing = pools.map((pool) => track(pool.close({ timeoutMs: 0 })));
-  const closed = await clock.advanceUntil(() => closing.every((c) => c.done), 600_000, 1000);
-  expect(closed).toBe(true);
-  for (const c of closing) expect(c.ok).toBe(true);
-});
-
-function track<T>(promise: Promise<T>): Outcome<T> {
-  const outcome: Outcome<T> = { done: false, ok: false, value: undefined, error: undefined, at: NaN };
-  promise.then(
-    (value) => Object.assign(outcome, { done: true, ok: true, value, at: clock.now() }),
-    (error: unknown) => Object.assign(outcome, { done: true, ok: false, error, at: clock.now() }),
-  );
-  return outcome;
-}
+import { codedError, type FakeResource } from '../support/fake-adapter.js';
+import { clock, closeAfterTest, errors, fake, track, usePerTestPools } from '../support/harness.js';
 
 /** Retry tests keep the breaker out of the way unless they say otherwise. */
-function makePool(options: Partial<PoolOptions<FakeResource>> = {}): Pool<FakeResource> {
-  const pool = createPool<FakeResource>({
-    adapter: fake.adapter(),
-    clock,
-    onError: (error) => errors.push(error),
-    keepaliveMs: Infinity,
-    circuitBreaker: false,
-    ...options,
-  });
-  pools.push(pool);
-  return pool;
-}
+const makePool = usePerTestPools({ keepaliveMs: Infinity, circuitBreaker: false });
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 /** The fake adapter, also recording the virtual time of every create attempt. */
 function timedAdapter(): { adapter: Adapter<FakeResource>; attemptTimes: number[] } {
@@ -331,7 +281,7 @@ describe('misbehaving create (M8, M9, M10)', () => {
       },
     };
     const pool = createPool<Thing>({ adapter: emptyHandedAdapter, clock, max: 1, onError: (error) => errors.push(error) });
-    pools.push(pool);
+    closeAfterTest(pool);
 
     for (const got of ['undefined', 'null']) {
       const acquiring = track(pool.acquire());

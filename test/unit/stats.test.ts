@@ -1,54 +1,18 @@
 // pool.stats(): every field DESIGN.md lists, with the right value after scripted sequences.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   AcquireTimeoutError,
   CircuitOpenError,
   CreateResourceError,
-  createPool,
   PoolClosedError,
   PoolQueueFullError,
-  type Pool,
-  type PoolOptions,
   type PoolStats,
   type Summary,
 } from '../../src/index.js';
-import { codedError, FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
-import { VirtualClock } from '../support/virtual-clock.js';
+import { codedError } from '../support/fake-adapter.js';
+import { errorOf, setupClosingAfterEach } from '../support/harness.js';
 
-interface Harness {
-  clock: VirtualClock;
-  fake: FakeAdapter;
-  pool: Pool<FakeResource>;
-  errors: unknown[];
-}
-
-const opened: Harness[] = [];
-afterEach(async () => {
-  for (const h of opened.splice(0)) {
-    const done = h.pool.close({ timeoutMs: 0 });
-    await h.clock.advance(100_000);
-    await done;
-  }
-});
-
-function setup(options: Partial<PoolOptions<FakeResource>> = {}, hooks?: ConstructorParameters<typeof FakeAdapter>[1]): Harness {
-  const clock = new VirtualClock();
-  const fake = new FakeAdapter(clock, hooks);
-  const errors: unknown[] = [];
-  const pool = createPool<FakeResource>({ adapter: fake.adapter(), clock, onError: (error) => errors.push(error), ...options });
-  const h = { clock, fake, pool, errors };
-  opened.push(h);
-  return h;
-}
-
-function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (error: unknown) => error,
-  );
-}
+const setup = setupClosingAfterEach();
 
 /** The histogram keeps ~6.25 % relative precision (16 log-linear buckets per power of two). */
 function expectNear(actual: number, expected: number, relative = 0.0625): void {

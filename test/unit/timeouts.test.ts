@@ -1,55 +1,13 @@
 // Deadlines: acquireTimeoutMs and per-call timeoutMs (one deadline over wait + create +
 // ping), the AcquireTimeoutError they produce, and createTimeoutMs on each create attempt.
 import { describe, expect, it } from 'vitest';
-import { AcquireTimeoutError, createPool, CreateTimeoutError, type Lease, type Pool, type PoolOptions } from '../../src/index.js';
-import { codedError, FakeAdapter, type FakeOptions, type FakeResource } from '../support/fake-adapter.js';
-import { flush, VirtualClock } from '../support/virtual-clock.js';
-
-type Options = Omit<PoolOptions<FakeResource>, 'adapter' | 'clock'>;
-
-/** A pool on a virtual clock and a fake adapter; `await using` closes it, driving virtual time until close() settles. */
-function setup(options: Options = {}, fakeSetup: FakeOptions & { prepare?: (fake: FakeAdapter) => void } = {}) {
-  const clock = new VirtualClock();
-  const fake = new FakeAdapter(clock, fakeSetup);
-  fakeSetup.prepare?.(fake);
-  const errors: unknown[] = [];
-  const pool = createPool<FakeResource>({ adapter: fake.adapter(), clock, onError: (error) => errors.push(error), ...options });
-  return { clock, fake, pool, errors, [Symbol.asyncDispose]: () => closeOnClock(pool, clock) };
-}
-
-async function closeOnClock(pool: Pool<FakeResource>, clock: VirtualClock): Promise<void> {
-  let done = false;
-  const closing = pool.close().finally(() => {
-    done = true;
-  });
-  for (let i = 0; i < 120 && !done; i++) await clock.advance(1_000);
-  await closing;
-}
-
-interface Watched<T> {
-  state: 'pending' | 'fulfilled' | 'rejected';
-  value: T | undefined;
-  error: unknown;
-}
-
-/** Observe a promise's outcome without awaiting it (and without leaving a rejection unhandled). */
-function watch<T>(promise: Promise<T>): Watched<T> {
-  const watched: Watched<T> = { state: 'pending', value: undefined, error: undefined };
-  promise.then(
-    (value) => {
-      watched.state = 'fulfilled';
-      watched.value = value;
-    },
-    (error: unknown) => {
-      watched.state = 'rejected';
-      watched.error = error;
-    },
-  );
-  return watched;
-}
+import { AcquireTimeoutError, CreateTimeoutError, type Lease } from '../../src/index.js';
+import { codedError, type FakeResource } from '../support/fake-adapter.js';
+import { setup, slowCreates, slowCreatesAfterFirst, track, type Tracked } from '../support/harness.js';
+import { flush } from '../support/virtual-clock.js';
 
 /** The AcquireTimeoutError an acquire was rejected with (fails the test for anything else). */
-function timeoutOf(acquire: Watched<unknown>): AcquireTimeoutError {
+function timeoutOf(acquire: Tracked<unknown>): AcquireTimeoutError {
   expect(acquire.state).toBe('rejected');
   expect(acquire.error).toBeInstanceOf(AcquireTimeoutError);
   return acquire.error as AcquireTimeoutError;
@@ -61,7 +19,7 @@ describe('acquire deadline', () => {
     const { pool, clock } = h;
     const holder = await pool.acquire();
 
-    const acquire = watch(pool.acquire());
+    const acquire = track(pool.acquire());
     await clock.advance(999);
     expect(acquire.state).toBe('pending');
     expect(pool.stats().waiting).toBe(1);
@@ -90,7 +48,7 @@ describe('acquire deadline', () => {
     const { pool, clock, fake } = h;
     const failures = [...fake.script.create].map((behaviour) => (behaviour as { error: unknown }).error);
 
-    const acquire = watch(pool.acquire());
+    const acquire = track(pool.acquire());
     await clock.advance(999);
     expect(acquire.state).toBe('pending');
     await clock.advance(1);
@@ -108,9 +66,9 @@ describe('acquire deadline', () => {
     const { pool, clock } = h;
     const holder = await pool.acquire();
 
-    const short = watch(pool.acquire({ timeoutMs: 200 }));
-    const long = watch(pool.acquire({ timeoutMs: 5_000 }));
-    const byDefault = watch(pool.acquire());
+    const short = track(pool.acquire({ timeoutMs: 200 }));
+    const long = track(pool.acquire({ timeoutMs: 5_000 }));
+    const byDefault = track(pool.acquire());
 
     await clock.advance(199);
     expect([short.state, long.state, byDefault.state]).toEqual(['pending', 'pending', 'pending']);
@@ -138,8 +96,8 @@ describe('acquire deadline', () => {
     const holder = await pool.acquire();
 
     const timeouts = [500, 100, 300, 200, 400];
-    const acquires = timeouts.map((timeoutMs) => watch(pool.acquire({ timeoutMs })));
-    const survivor = watch(pool.acquire({ timeoutMs: Infinity }));
+    const acquires = timeouts.map((timeoutMs) => track(pool.acquire({ timeoutMs })));
+    const survivor = track(pool.acquire({ timeoutMs: Infinity }));
     const rejectedAt = (): number[] => acquires.flatMap((a, i) => (a.state === 'rejected' ? [timeouts[i]!] : []));
 
     for (const deadline of [100, 200, 300, 400, 500]) {
@@ -159,10 +117,10 @@ describe('acquire deadline', () => {
 
   describe('one deadline covers wait, create and ping', () => {
     it('a create slower than the deadline times the acquire out at the deadline; the resource then goes idle', async () => {
-      await using h = setup({ max: 1, acquireTimeoutMs: 100 }, { prepare: (fake) => void (fake.defaults.create = { kind: 'slow', ms: 250 }) });
+      await using h = setup({ max: 1, acquireTimeoutMs: 100 }, { prepare: slowCreates(250) });
       const { pool, clock, fake } = h;
 
-      const acquire = watch(pool.acquire());
+      const acquire = track(pool.acquire());
       await clock.advance(99);
       expect(acquire.state).toBe('pending');
       await clock.advance(1);
@@ -180,19 +138,11 @@ describe('acquire deadline', () => {
     });
 
     it('time spent waiting counts: a create started late in the wait is cut off at the original deadline', async () => {
-      await using h = setup(
-        { max: 1, acquireTimeoutMs: 100 },
-        {
-          prepare: (fake) => {
-            fake.script.create.push({ kind: 'ok' });
-            fake.defaults.create = { kind: 'slow', ms: 50 };
-          },
-        },
-      );
+      await using h = setup({ max: 1, acquireTimeoutMs: 100 }, { prepare: slowCreatesAfterFirst(50) });
       const { pool, clock } = h;
       const holder = await pool.acquire();
 
-      const acquire = watch(pool.acquire());
+      const acquire = track(pool.acquire());
       await clock.advance(60);
       await holder.destroy(); // frees the slot: a 50 ms create starts at 60 ms, ending at 110 ms
       expect(pool.stats().creating).toBe(1);
@@ -207,15 +157,7 @@ describe('acquire deadline', () => {
     });
 
     it('a borrow-time ping is bounded by the deadline', async () => {
-      await using h = setup(
-        { max: 1, acquireTimeoutMs: 100, pingIfIdleMs: 0 },
-        {
-          prepare: (fake) => {
-            fake.script.create.push({ kind: 'ok' });
-            fake.defaults.create = { kind: 'slow', ms: 50 };
-          },
-        },
-      );
+      await using h = setup({ max: 1, acquireTimeoutMs: 100, pingIfIdleMs: 0 }, { prepare: slowCreatesAfterFirst(50) });
       const { pool, clock, fake } = h;
       const first = await pool.acquire();
       await first.release();
@@ -223,7 +165,7 @@ describe('acquire deadline', () => {
 
       // The idle resource needs a ping on borrow, and that ping hangs (pingTimeoutMs is 5 s by default).
       fake.script.ping.push({ kind: 'never' });
-      const acquire = watch(pool.acquire());
+      const acquire = track(pool.acquire());
       await flush();
       expect(pool.stats().checking).toBe(1);
       await clock.advance(99);
@@ -247,7 +189,7 @@ describe('acquire deadline', () => {
     const holder = await pool.acquire();
     const resource = holder.resource;
 
-    const acquire = watch(pool.acquire());
+    const acquire = track(pool.acquire());
     await clock.advance(7 * 24 * 3_600_000);
     expect(acquire.state).toBe('pending');
     expect(pool.stats()).toMatchObject({ waiting: 1, timedOut: 0 });
@@ -268,7 +210,7 @@ describe('createTimeoutMs', () => {
     );
     const { pool, clock, fake } = h;
 
-    const acquire = watch(pool.acquire());
+    const acquire = track(pool.acquire());
     await clock.advance(99);
     expect(fake.createAttempts).toBe(1);
     expect(fake.createSignals[0]!.aborted).toBe(false);
@@ -293,7 +235,7 @@ describe('createTimeoutMs', () => {
     );
     const { pool, clock, fake } = h;
 
-    const acquire = watch(pool.acquire());
+    const acquire = track(pool.acquire());
     await clock.advance(100);
     expect(acquire.state).toBe('pending');
     expect(await clock.advanceUntil(() => acquire.state !== 'pending', 50)).toBe(true);
