@@ -747,9 +747,9 @@ function testFileTag(): string {
 /**
  * Wait until `client` has received ReadyForQuery after its last query. `pg` rejects a
  * failed query on the ErrorResponse, which PostgreSQL flushes before ReadyForQuery: for a
- * moment the client still looks busy, and releasing it then destroys it (see
- * pool-basics.test.ts, "a failed query does not cost the connection"). Tests about something
- * else call this before releasing after an expected SQL error.
+ * moment the client still looks busy, and releasing it then destroys it (pool-basics.test.ts,
+ * "a failed query does not cost the connection"). Tests about something else call this
+ * before releasing after an expected SQL error.
  */
 export async function settled(client: pg.Client, timeoutMs = 2000): Promise<void> {
   const deadline = performance.now() + timeoutMs;

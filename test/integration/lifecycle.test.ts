@@ -76,6 +76,8 @@ describe.runIf(PROVIDER_CAPABILITIES.restart)('fast restart under load (F10)', (
     // circuit breaker while it is open.
     const driverFailures = failures.filter((op) => !(op.error instanceof CircuitOpenError));
     expect(driverFailures.length, driverFailures.map(describeOp).join('\n')).toBeLessThanOrEqual(8);
+    // I1: nobody waited past the acquire deadline (plus the 20 ms query and some slack).
+    expect(Math.max(...ops.map((op) => op.end - op.start))).toBeLessThan(10_000 + 500);
     // I2 throughout, and the pool matches the server afterwards.
     expect(peak).toBeLessThanOrEqual(max);
     await waitFor('server sessions == pool.size', async () => (await db.sessions(pool.app)) === pool.stats().size, { timeoutMs: 2000 });
