@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import net from 'node:net';
 import pg from 'pg';
 import { createPool, type Lease, type Pool, type PoolStats } from '../../index.js';
 import { InvalidPoolOptionError } from '../../pool/errors.js';
@@ -85,7 +86,7 @@ export function resolveClientConfig(config: PostgresClientConfig & { queryTimeou
     if (typeof fromUrl.port === 'string') fromUrl.port = Number(fromUrl.port);
   }
   const merged: Record<string, unknown> = {
-    application_name: 'lifeguard',
+    fallback_application_name: 'lifeguard',
     keepAlive: true,
     ...fromUrl,
     ...explicit,
@@ -107,8 +108,30 @@ function transactionStatus(client: pg.Client): string | null {
 
 /** Mid-query: a query is running or queued. */
 function busy(client: pg.Client): boolean {
-  const tracked = client as TrackedClient;
-  return tracked.readyForQuery === false || (tracked._queryQueue?.length ?? 0) > 0;
+  const tracked = client as TrackedClient & { _activeQuery?: unknown; _sentQueryQueue?: unknown[] };
+  // Not `readyForQuery === false` alone: after an ErrorResponse pg has no active query and is
+  // only waiting for the ReadyForQuery that follows it (a separate packet).
+  return tracked._activeQuery != null || (tracked._queryQueue?.length ?? 0) > 0 || (tracked._sentQueryQueue?.length ?? 0) > 0;
+}
+
+/** Ask the server to cancel what `client` is running (CancelRequest on a new socket); best effort, bounded. */
+function cancelRunning(client: pg.Client): Promise<void> {
+  const c = client as pg.Client & { _activeQuery?: unknown; processID?: number; secretKey?: number; host?: string; port?: number };
+  if (c._activeQuery == null || !c.processID || c.secretKey === undefined || !c.host || c.host.startsWith('/')) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const message = Buffer.alloc(16);
+    message.writeInt32BE(16, 0);
+    message.writeInt32BE(80877102, 4);
+    message.writeInt32BE(c.processID!, 8);
+    message.writeInt32BE(c.secretKey! | 0, 12);
+    const socket = net.connect(c.port ?? 5432, c.host!, () => socket.end(message));
+    const timer = setTimeout(() => socket.destroy(), 1000).unref();
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** Kill the socket now: used when the protocol state is unknown (timeouts, aborts). */
@@ -155,6 +178,7 @@ export function postgresAdapter(clientConfig: pg.ClientConfig, policy: { resetOn
     },
 
     async destroy(client) {
+      void cancelRunning(client);
       if (state(client).broken) {
         hardClose(client);
         return;
