@@ -306,7 +306,15 @@ class PostgresPoolImpl implements PostgresPool {
       return Promise.reject(new TypeError('pool.query expects SQL text or a { text, values } QueryConfig'));
     }
     if (params !== undefined && !Array.isArray(params)) return Promise.reject(new TypeError('pool.query expects params to be an array'));
-    return this.#pool.withConnection((client) => client.query<R>(text as string, params));
+    // Not withConnection: query() needs no signal for its callback, and building one costs more than the pool does.
+    return this.#pool.acquire().then((lease) =>
+      lease.resource.query<R>(text as string, params).then(
+        (result) => lease.release().then(() => result),
+        (error: unknown) => (isConnectionFatal(error) ? lease.destroy(error) : lease.release()).then(() => {
+          throw error;
+        }),
+      ),
+    );
   }
 
   async withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options: TransactionOptions = {}): Promise<R> {
