@@ -89,10 +89,6 @@ export class SystemClock implements Clock {
 
 export const systemClock = new SystemClock();
 
-/** A reading that is never stale: the system clock's precise one, or an injected clock's `now()`. */
-export function preciseNow(clock: Clock): () => number {
-  return clock instanceof SystemClock ? () => clock.precise() : () => clock.now();
-}
 
 /** Sleep on `clock`, rejecting with `signal.reason` when `signal` aborts first. */
 export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {

@@ -1,5 +1,5 @@
 import pRetry, { AbortError } from 'p-retry';
-import { preciseNow, sleep, SystemClock, type Clock, type ClockTimer } from './clock.js';
+import { sleep, SystemClock, type Clock, type ClockTimer } from './clock.js';
 import {
   AcquireTimeoutError,
   CircuitOpenError,
@@ -251,7 +251,6 @@ class PoolImpl<T> implements Pool<T> {
   readonly #o: ResolvedOptions<T>;
   readonly #adapter: Adapter<T>;
   readonly #clock: Clock;
-  readonly #preciseNow: () => number;
   /** The cached system clock, whose readings a deadline must be corrected for; undefined for exact clocks. */
   readonly #systemClock: SystemClock | undefined;
   readonly #canPing: boolean;
@@ -309,7 +308,6 @@ class PoolImpl<T> implements Pool<T> {
     this.#o = options;
     this.#adapter = options.adapter;
     this.#clock = options.clock;
-    this.#preciseNow = preciseNow(options.clock);
     this.#systemClock = options.clock instanceof SystemClock ? options.clock : undefined;
     this.#canPing = typeof options.adapter.ping === 'function';
     this.#leakDetection = options.leakDetectionMs !== Infinity;
@@ -544,7 +542,7 @@ class PoolImpl<T> implements Pool<T> {
   }
 
   #serveFromIdle(): void {
-    while (this.#waiters.size > this.#counts[CHECKING]! - this.#keepalivePings && this.#idle.length > 0) {
+    while (this.#waiters.size > this.#borrowPings() && this.#idle.length > 0) {
       const entry = this.#idle.pop()!;
       const now = this.#clock.now();
       if (this.#isBroken(entry)) this.#destroy(entry, 'broken');
@@ -562,9 +560,8 @@ class PoolImpl<T> implements Pool<T> {
       const creating = this.#counts[CREATING]!;
       const size = this.#size();
       if (size + creating >= o.max || creating >= o.maxConnecting) return;
-      // Resources already on their way to the queue (Hikari's elision): no create for waiters they will serve.
-      const onTheWay = creating + this.#counts[CHECKING]! - this.#keepalivePings + this.#counts[RESETTING]!;
-      if (this.#waiters.size <= onTheWay && size + creating >= o.min) return;
+      // No create for waiters that resources already on their way will serve.
+      if (this.#waiters.size <= this.#onTheWay() && size + creating >= o.min) return;
       const now = this.#clock.now();
       if (!this.#circuitAllowsCreate(now)) return;
       if (now < this.#createBlockedUntil) {
@@ -573,6 +570,16 @@ class PoolImpl<T> implements Pool<T> {
       }
       this.#startCreate();
     }
+  }
+
+  /** Borrow-time pings in flight: each ends by handing its resource to the head waiter. */
+  #borrowPings(): number {
+    return this.#counts[CHECKING]! - this.#keepalivePings;
+  }
+
+  /** Resources already on their way to the queue (Hikari's elision): creating, pinged for a borrower, or resetting. */
+  #onTheWay(): number {
+    return this.#counts[CREATING]! + this.#borrowPings() + this.#counts[RESETTING]!;
   }
 
   #size(): number {
@@ -739,8 +746,8 @@ class PoolImpl<T> implements Pool<T> {
   #createStillWanted(at: number): boolean {
     const creating = this.#counts[CREATING]!;
     if (this.#size() + creating <= this.#o.min) return true;
-    const othersOnTheWay = creating - 1 + this.#counts[CHECKING]! - this.#keepalivePings + this.#counts[RESETTING]!;
-    return this.#waiters.size > othersOnTheWay && this.#waiters.latestDeadline() > at;
+    // Others on the way: every resource on its way to the queue except this create itself.
+    return this.#waiters.size > this.#onTheWay() - 1 && this.#waiters.latestDeadline() > at;
   }
 
   /** Destroy a resource that arrived after its attempt was given up (timeout or close). */
@@ -954,7 +961,7 @@ class PoolImpl<T> implements Pool<T> {
   readonly #onDeadline = (): void => {
     this.#deadlineTimer = undefined;
     this.#deadlineAt = Infinity;
-    const now = this.#preciseNow();
+    const now = this.#systemClock?.precise() ?? this.#clock.now();
     const next = this.#waiters.expire(now, (waiter) => this.#timeOut(waiter), this.#dueAt);
     if (next !== Infinity && next < this.#deadlineAt) this.#armDeadline(next, now);
   };

@@ -306,15 +306,7 @@ class PostgresPoolImpl implements PostgresPool {
       return Promise.reject(new TypeError('pool.query expects SQL text or a { text, values } QueryConfig'));
     }
     if (params !== undefined && !Array.isArray(params)) return Promise.reject(new TypeError('pool.query expects params to be an array'));
-    // Not withConnection: query() needs no signal for its callback, and building one costs more than the pool does.
-    return this.#pool.acquire().then((lease) =>
-      lease.resource.query<R>(text as string, params).then(
-        (result) => lease.release().then(() => result),
-        (error: unknown) => (isConnectionFatal(error) ? lease.destroy(error) : lease.release()).then(() => {
-          throw error;
-        }),
-      ),
-    );
+    return this.#pool.withConnection((client) => client.query<R>(text as string, params));
   }
 
   async withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options: TransactionOptions = {}): Promise<R> {
