@@ -127,7 +127,10 @@ const BREAKER_KEYS = new Set(['failureThreshold', 'cooldownMs']);
 const ACQUIRE_KEYS = new Set(['signal', 'timeoutMs', 'priority']);
 const ADAPTER_HOOKS = ['isBroken', 'ping', 'reset', 'isRetryable', 'isFatal'] as const;
 
-function defaultOnError(error: unknown): void {
+/** Defaults that adapters need too (the postgres adapter compares server limits with them). */
+export const DEFAULTS = { createTimeoutMs: 10_000, idleTimeoutMs: 600_000, maxLifetimeMs: 1_800_000, keepaliveMs: 60_000 } as const;
+
+export function defaultOnError(error: unknown): void {
   process.emitWarning(error instanceof Error ? error : new Error(String(error)), { type: 'LifeguardWarning' });
 }
 
@@ -149,7 +152,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
   }
 
   const acquireTimeoutMs = duration('acquireTimeoutMs', options.acquireTimeoutMs, 30_000, false, true);
-  const createTimeoutMs = duration('createTimeoutMs', options.createTimeoutMs, 10_000, false, true);
+  const createTimeoutMs = duration('createTimeoutMs', options.createTimeoutMs, DEFAULTS.createTimeoutMs, false, true);
   const pingIfIdleMs = duration('pingIfIdleMs', options.pingIfIdleMs, 1000, true, true);
   const pingTimeoutMs = duration('pingTimeoutMs', options.pingTimeoutMs, 5000, false, true);
   if (options.pingTimeoutMs !== undefined && pingTimeoutMs >= acquireTimeoutMs) {
@@ -157,9 +160,9 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
   }
   const resetTimeoutMs = duration('resetTimeoutMs', options.resetTimeoutMs, 5000, false, true);
   const destroyTimeoutMs = duration('destroyTimeoutMs', options.destroyTimeoutMs, 5000, false, true);
-  const idleTimeoutMs = duration('idleTimeoutMs', options.idleTimeoutMs, 600_000, false, true);
-  const maxLifetimeMs = duration('maxLifetimeMs', options.maxLifetimeMs, 1_800_000, false, true);
-  const keepaliveMs = duration('keepaliveMs', options.keepaliveMs, 60_000, false, true);
+  const idleTimeoutMs = duration('idleTimeoutMs', options.idleTimeoutMs, DEFAULTS.idleTimeoutMs, false, true);
+  const maxLifetimeMs = duration('maxLifetimeMs', options.maxLifetimeMs, DEFAULTS.maxLifetimeMs, false, true);
+  const keepaliveMs = duration('keepaliveMs', options.keepaliveMs, DEFAULTS.keepaliveMs, false, true);
   const leakDetectionMs = duration('leakDetectionMs', options.leakDetectionMs, Infinity, false, true);
 
   return {

@@ -58,6 +58,23 @@ export interface Pool<T> extends AsyncDisposable {
    * then destroyed. Idempotent: every call returns the same promise.
    */
   close(options?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Let the server go (PgBouncer's PAUSE): destroy idle resources now, destroy leased ones
+   * when they come back, create nothing. Acquires keep waiting, each within its own
+   * deadline, until `resume()`. Resolves once the pool holds no resource, or at `resume()`
+   * or `close()`. Every call while draining returns the same promise.
+   */
+  drain(): Promise<void>;
+  /** Leave the drained state: creates are allowed again and waiting acquires are served. */
+  resume(): void;
+  /**
+   * Retire every resource that exists now (after a failover, a credential rotation, a
+   * schema change): idle ones are destroyed at once, leased ones when they come back, and
+   * creates already running are discarded when they finish. Later creates are unaffected.
+   */
+  invalidate(): void;
+  /** `true` between `drain()` and `resume()`. */
+  readonly draining: boolean;
   /** `true` from the moment `close()` is called. */
   readonly closed: boolean;
   /** Same as `close()`. */
@@ -65,7 +82,7 @@ export interface Pool<T> extends AsyncDisposable {
 }
 
 /** Why a resource was destroyed. */
-export type DestroyReason = 'broken' | 'pingFailed' | 'resetFailed' | 'idle' | 'lifetime' | 'closed' | 'user';
+export type DestroyReason = 'broken' | 'pingFailed' | 'resetFailed' | 'idle' | 'lifetime' | 'closed' | 'user' | 'drained' | 'invalidated';
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
 
@@ -98,7 +115,9 @@ export interface PoolStats {
   readonly destroyed: number;
   readonly destroyedByReason: Readonly<Record<DestroyReason, number>>;
   readonly circuit: CircuitState;
-  /** Create attempts failed in a row since the last success. */
+  /** Between drain() and resume(). */
+  readonly draining: boolean;
+  /** Create attempts failed in a row since the last success (attempts that were in flight together and failed together count once). */
   readonly consecutiveCreateFailures: number;
   /** Time from acquire to lease, in ms (0 when a resource was idle). */
   readonly waitTime: Summary;
@@ -146,6 +165,8 @@ class Entry<T> {
   /** Last time the resource was known to work: returned, created or pinged. */
   lastUsedAt = 0;
   lease: PoolLease<T> | undefined = undefined;
+  /** The pool's generation when the create started; `invalidate()` retires older ones. */
+  generation = 0;
 }
 
 /** Rarely used parts of a waiter, kept apart so the common waiter stays small (100k queued waiters are a test case). */
@@ -270,6 +291,11 @@ class PoolImpl<T> implements Pool<T> {
   readonly #abandoned = new AbortController();
 
   #closing = false;
+  #draining = false;
+  #drainPromise: Promise<void> | undefined;
+  #onEmpty: (() => void) | undefined;
+  /** Bumped by invalidate(): resources of an older generation are retired. */
+  #generation = 0;
   #closePromise: Promise<void> | undefined;
   #onDrained: (() => void) | undefined;
   #pumping = false;
@@ -284,6 +310,8 @@ class PoolImpl<T> implements Pool<T> {
 
   #lastCreateError: unknown = undefined;
   #consecutiveFailures = 0;
+  /** Failed attempts so far; an attempt that started before the latest failure adds nothing to the streak. */
+  #failureSeq = 0;
   #createBlockedUntil = 0;
   #circuit = CIRCUIT_CLOSED;
   #circuitOpenedAt = 0;
@@ -299,7 +327,7 @@ class PoolImpl<T> implements Pool<T> {
   #created = 0;
   #createFailed = 0;
   #destroyed = 0;
-  readonly #destroyedBy: Record<DestroyReason, number> = { broken: 0, pingFailed: 0, resetFailed: 0, idle: 0, lifetime: 0, closed: 0, user: 0 };
+  readonly #destroyedBy: Record<DestroyReason, number> = { broken: 0, pingFailed: 0, resetFailed: 0, idle: 0, lifetime: 0, closed: 0, user: 0, drained: 0, invalidated: 0 };
   readonly #waitTime = new Histogram();
   readonly #leaseTime = new Histogram();
   readonly #createTime = new Histogram();
@@ -389,7 +417,7 @@ class PoolImpl<T> implements Pool<T> {
       if (this.#isBroken(entry)) {
         this.#destroy(entry, 'broken');
       } else if (now >= entry.expiresAt) {
-        this.#destroy(entry, 'lifetime');
+        this.#destroy(entry, this.#expiredReason(entry));
       } else if (this.#canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
         this.#idle.push(entry);
         return undefined;
@@ -463,10 +491,12 @@ class PoolImpl<T> implements Pool<T> {
     entry.lease = undefined;
     if (this.#closing) {
       this.#destroy(entry, 'closed');
+    } else if (this.#draining) {
+      this.#destroy(entry, 'drained');
     } else if (this.#isBroken(entry)) {
       this.#destroy(entry, 'broken');
     } else if (now >= entry.expiresAt) {
-      this.#destroy(entry, 'lifetime');
+      this.#destroy(entry, this.#expiredReason(entry));
     } else if (this.#adapter.reset !== undefined) {
       // Tracked so that close() waits for it (it is bounded by resetTimeoutMs).
       const task = this.#reset(entry);
@@ -507,6 +537,10 @@ class PoolImpl<T> implements Pool<T> {
 
   /** A healthy resource becomes available: the next waiter gets it, or it goes idle. */
   #giveBack(entry: Entry<T>, now: number): void {
+    if (this.#draining || now >= entry.expiresAt) {
+      this.#destroy(entry, this.#draining ? 'drained' : this.#expiredReason(entry));
+      return;
+    }
     if (this.#waiters.size !== 0) {
       this.#serve(this.#waiters.shift()!, entry, now);
       return;
@@ -546,7 +580,7 @@ class PoolImpl<T> implements Pool<T> {
       const entry = this.#idle.pop()!;
       const now = this.#clock.now();
       if (this.#isBroken(entry)) this.#destroy(entry, 'broken');
-      else if (now >= entry.expiresAt) this.#destroy(entry, 'lifetime');
+      else if (now >= entry.expiresAt) this.#destroy(entry, this.#expiredReason(entry));
       else if (this.#canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
         const head = this.#waiters.peek()!;
         this.#ping(entry, Math.min(this.#o.pingTimeoutMs, Math.max(0, head.deadline - now)), false);
@@ -556,10 +590,13 @@ class PoolImpl<T> implements Pool<T> {
 
   #startCreates(): void {
     const o = this.#o;
-    while (!this.#closing) {
+    while (!this.#closing && !this.#draining) {
       const creating = this.#counts[CREATING]!;
       const size = this.#size();
       if (size + creating >= o.max || creating >= o.maxConnecting) return;
+      // Storm control: while creates fail, one attempt at a time probes the server (and
+      // backs off); the others would only add load and failures. A success reopens the width.
+      if (this.#consecutiveFailures > 0 && creating > 0) return;
       // No create for waiters that resources already on their way will serve.
       if (this.#waiters.size <= this.#onTheWay() && size + creating >= o.min) return;
       const now = this.#clock.now();
@@ -601,6 +638,7 @@ class PoolImpl<T> implements Pool<T> {
 
   #startCreate(): void {
     const entry = new Entry<T>();
+    entry.generation = this.#generation;
     this.#counts[CREATING]!++;
     this.#entries.add(entry);
     const probe = this.#circuit === CIRCUIT_HALF_OPEN;
@@ -635,6 +673,7 @@ class PoolImpl<T> implements Pool<T> {
     } catch (error) {
       this.#setState(entry, DESTROYED);
       this.#entries.delete(entry);
+      this.#checkEmpty();
       if (this.#closing || !(error instanceof AttemptFailure)) return;
       if (error.fatal) {
         this.#failHead(new CreateResourceError('Creating a resource failed with a non-retryable error', error.error, attempts));
@@ -648,6 +687,7 @@ class PoolImpl<T> implements Pool<T> {
 
   /** One create attempt, bounded by createTimeoutMs; a value that arrives too late is destroyed, never leaked. */
   async #attemptCreate(attempt: number): Promise<T> {
+    const failuresBefore = this.#failureSeq;
     const controller = new AbortController();
     const closeSignal = this.#closeController.signal;
     const onClose = (): void => controller.abort(closeSignal.reason);
@@ -682,7 +722,7 @@ class PoolImpl<T> implements Pool<T> {
       return resource;
     } catch (caught) {
       const failure = caught instanceof AttemptFailure ? caught : new AttemptFailure(caught, this.#isRetryable(caught) === false);
-      if (!this.#closing) this.#onCreateFailed(failure);
+      if (!this.#closing) this.#onCreateFailed(failure, failuresBefore === this.#failureSeq);
       throw failure.fatal ? new AbortError(failure) : failure;
     } finally {
       if (timer !== undefined) this.#clock.clearTimeout(timer);
@@ -690,11 +730,17 @@ class PoolImpl<T> implements Pool<T> {
     }
   }
 
-  #onCreateFailed(failure: AttemptFailure): void {
+  /**
+   * `news`: no other attempt failed while this one ran. Attempts that were in flight
+   * together when the server went away fail together; they are one piece of news, not
+   * `maxConnecting` of them, so a brief outage does not trip the breaker at once.
+   */
+  #onCreateFailed(failure: AttemptFailure, news: boolean): void {
     const now = this.#clock.now();
     this.#createFailed++;
+    this.#failureSeq++;
     this.#lastCreateError = failure.error;
-    this.#consecutiveFailures++;
+    if (news || this.#consecutiveFailures === 0) this.#consecutiveFailures++;
     if (!failure.fatal) {
       this.#createBlockedUntil = Math.max(this.#createBlockedUntil, now + this.#backoffDelay(this.#consecutiveFailures - 1));
     }
@@ -722,14 +768,17 @@ class PoolImpl<T> implements Pool<T> {
       void this.#destroy(entry, 'closed');
       return;
     }
+    if (entry.generation !== this.#generation) entry.expiresAt = -Infinity;
     this.#giveBack(entry, now);
     if (this.#warmups.length > 0 && this.#size() >= this.#o.min) for (const warmup of this.#warmups.splice(0)) warmup.resolve();
   }
 
   /** Sleep the backoff on the pool's clock; false when nobody needs the retry any more. */
   async #backoffBeforeRetry(retriesConsumed: number): Promise<boolean> {
-    if (this.#closing || this.#circuit !== CIRCUIT_CLOSED) return false;
-    const delay = this.#backoffDelay(retriesConsumed);
+    // One retrying create is enough while failing (storm control, see #startCreates).
+    if (this.#closing || this.#circuit !== CIRCUIT_CLOSED || this.#counts[CREATING]! > 1) return false;
+    // The pool-wide streak, not this loop's own count: a loop started mid-outage must not back off from scratch.
+    const delay = this.#backoffDelay(Math.max(retriesConsumed, this.#consecutiveFailures - 1));
     if (!this.#createStillWanted(this.#clock.now() + delay)) return false;
     await sleep(this.#clock, delay, this.#closeController.signal);
     return !this.#closing && this.#circuit === CIRCUIT_CLOSED && this.#createStillWanted(this.#clock.now());
@@ -744,6 +793,7 @@ class PoolImpl<T> implements Pool<T> {
 
   /** Is a create in flight still needed at time `at`: for `min`, or for a waiter whose deadline is later? */
   #createStillWanted(at: number): boolean {
+    if (this.#draining) return false;
     const creating = this.#counts[CREATING]!;
     if (this.#size() + creating <= this.#o.min) return true;
     // Others on the way: every resource on its way to the queue except this create itself.
@@ -899,6 +949,7 @@ class PoolImpl<T> implements Pool<T> {
       .finally(() => {
         this.#setState(entry, DESTROYED);
         this.#entries.delete(entry);
+        this.#checkEmpty();
       });
     this.#track(task);
     if (this.#closing) this.#checkDrained();
@@ -1021,7 +1072,7 @@ class PoolImpl<T> implements Pool<T> {
     let next = Infinity;
     for (const entry of [...this.#idle]) {
       if (this.#isBroken(entry)) this.#destroy(entry, 'broken');
-      else if (now >= entry.expiresAt) this.#destroy(entry, 'lifetime');
+      else if (now >= entry.expiresAt) this.#destroy(entry, this.#expiredReason(entry));
       else if (now >= entry.lastUsedAt + o.idleTimeoutMs && this.#size() > o.min) this.#destroy(entry, 'idle');
       else if (this.#canPing && now >= entry.lastUsedAt + o.keepaliveMs) {
         this.#idle.splice(this.#idle.indexOf(entry), 1);
@@ -1042,6 +1093,58 @@ class PoolImpl<T> implements Pool<T> {
     this.#pump();
     this.#scheduleMaintenance(next, now);
   };
+
+  // ---------------------------------------------------------------- drain, invalidate
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  drain(): Promise<void> {
+    if (this.#closing) return this.#closePromise!;
+    if (this.#drainPromise !== undefined) return this.#drainPromise;
+    this.#draining = true;
+    for (const warmup of this.#warmups.splice(0)) warmup.reject(new PoolError('Pool drained before warmup finished', 'POOL_DRAINED'));
+    this.#drainPromise = new Promise<void>((resolve) => {
+      this.#onEmpty = resolve;
+    });
+    for (const entry of [...this.#idle]) this.#destroy(entry, 'drained');
+    this.#checkEmpty();
+    return this.#drainPromise;
+  }
+
+  resume(): void {
+    if (!this.#draining) return;
+    this.#draining = false;
+    this.#drainPromise = undefined;
+    this.#settleEmpty();
+    if (!this.#closing) this.#pump();
+  }
+
+  invalidate(): void {
+    if (this.#closing) return;
+    this.#generation++;
+    for (const entry of this.#entries) {
+      // Creating entries are judged by their generation when they finish (#onCreated).
+      if (entry.state !== CREATING && entry.state !== DESTROYING && entry.state !== DESTROYED) entry.expiresAt = -Infinity;
+    }
+    for (const entry of [...this.#idle]) this.#destroy(entry, 'invalidated');
+  }
+
+  /** Past its lifetime, or retired by invalidate(). */
+  #expiredReason(entry: Entry<T>): DestroyReason {
+    return entry.expiresAt === -Infinity ? 'invalidated' : 'lifetime';
+  }
+
+  #checkEmpty(): void {
+    if (this.#onEmpty !== undefined && this.#entries.size === 0) this.#settleEmpty();
+  }
+
+  #settleEmpty(): void {
+    const resolve = this.#onEmpty;
+    this.#onEmpty = undefined;
+    resolve?.();
+  }
 
   // ---------------------------------------------------------------- warmup, stats, close
 
@@ -1075,6 +1178,7 @@ class PoolImpl<T> implements Pool<T> {
       destroyed: this.#destroyed,
       destroyedByReason: { ...this.#destroyedBy },
       circuit: CIRCUIT_NAMES[this.#circuit]!,
+      draining: this.#draining,
       consecutiveCreateFailures: this.#consecutiveFailures,
       waitTime: this.#waitTime.summary(),
       leaseTime: this.#leaseTime.summary(),
@@ -1132,6 +1236,7 @@ class PoolImpl<T> implements Pool<T> {
     }
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     this.#clearTimers();
+    this.#settleEmpty();
   }
 
   /** Resources that close() must wait for before destroying: leased, resetting or being pinged. */

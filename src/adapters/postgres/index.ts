@@ -3,7 +3,8 @@ import net from 'node:net';
 import pg from 'pg';
 import { createPool, type Lease, type Pool, type PoolStats } from '../../index.js';
 import { InvalidPoolOptionError } from '../../pool/errors.js';
-import { POOL_OPTION_KEYS, type AcquireOptions, type Adapter, type PoolOptions } from '../../pool/options.js';
+import { DEFAULTS, defaultOnError, POOL_OPTION_KEYS, type AcquireOptions, type Adapter, type PoolOptions } from '../../pool/options.js';
+import { PoolError } from '../../pool/errors.js';
 import { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
@@ -140,8 +141,59 @@ function hardClose(client: pg.Client): void {
   stream?.destroy();
 }
 
+/** `SHOW` output of a time setting ('0', '1500', '1s', '5min', '100ms') in milliseconds. */
+export function parsePgDuration(value: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
+  if (match === null) return NaN;
+  const unit = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? 'ms']!;
+  return Number(match[1]) * unit;
+}
+
+export interface SessionLimitCheck {
+  readonly idleTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  readonly keepaliveMs: number;
+  readonly warn: (error: unknown) => void;
+}
+
+/**
+ * Once per pool, on the first connection: a server `idle_session_timeout` (PG 14+) at or
+ * below the pool's idle timeout or lifetime means the server kills pooled connections
+ * before the pool retires them (HikariCP's maxLifetime advice). They are evicted quietly
+ * when that happens, but the configuration deserves one warning.
+ */
+async function checkSessionLimits(client: pg.Client, check: SessionLimitCheck): Promise<void> {
+  let value: string;
+  try {
+    const { rows } = await client.query<{ idle_session_timeout: string }>('SHOW idle_session_timeout');
+    value = rows[0]?.idle_session_timeout ?? '0';
+  } catch {
+    return; // PostgreSQL < 14 has no such setting.
+  }
+  const serverMs = parsePgDuration(value);
+  // Keepalive pings more often than the server's limit keep idle sessions alive.
+  if (!(serverMs > 0) || check.keepaliveMs < serverMs) return;
+  const limits = [check.idleTimeoutMs >= serverMs ? `idleTimeoutMs (${check.idleTimeoutMs} ms)` : undefined,
+    check.maxLifetimeMs >= serverMs ? `maxLifetimeMs (${check.maxLifetimeMs} ms)` : undefined].filter((x) => x !== undefined);
+  if (limits.length === 0) return;
+  const warning = new PoolError(
+    `The server's idle_session_timeout (${value}) is not above the pool's ${limits.join(' and ')}: the server will close idle pooled connections first. ` +
+      'Set idleTimeoutMs and maxLifetimeMs, or keepaliveMs, several seconds shorter than idle_session_timeout, or raise it.',
+    'POOL_CONFIG_WARNING',
+  );
+  try {
+    check.warn(warning);
+  } catch {
+    // A throwing handler must not fail the create.
+  }
+}
+
 /** The `pg` adapter: one narrow object the generic core drives. */
-export function postgresAdapter(clientConfig: pg.ClientConfig, policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease }): Adapter<pg.Client> {
+export function postgresAdapter(
+  clientConfig: pg.ClientConfig,
+  policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck },
+): Adapter<pg.Client> {
+  let sessionLimits = policy.sessionLimits;
   // A reset on release (any mode but 'none') rolls an open transaction back, so dirty clients are reused.
   const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
   const adapter: Adapter<pg.Client> = {
@@ -169,6 +221,11 @@ export function postgresAdapter(clientConfig: pg.ClientConfig, policy: { resetOn
         throw error;
       } finally {
         signal.removeEventListener('abort', onAbort);
+      }
+      if (sessionLimits !== undefined) {
+        const check = sessionLimits;
+        sessionLimits = undefined;
+        await checkSessionLimits(client, check);
       }
       if (signal.aborted) {
         hardClose(client);
@@ -256,9 +313,18 @@ export function createPostgresPool(config: PostgresPoolConfig = {}): PostgresPoo
   if (config.queryTimeoutMs !== undefined && !(typeof config.queryTimeoutMs === 'number' && config.queryTimeoutMs > 0 && Number.isFinite(config.queryTimeoutMs))) {
     throw InvalidPoolOptionError.expected('queryTimeoutMs', 'a finite number of milliseconds > 0', config.queryTimeoutMs);
   }
-  const createTimeoutMs = typeof config.createTimeoutMs === 'number' ? config.createTimeoutMs : 10_000;
+  const createTimeoutMs = typeof config.createTimeoutMs === 'number' ? config.createTimeoutMs : DEFAULTS.createTimeoutMs;
   const clientConfig = resolveClientConfig(config, createTimeoutMs);
-  const adapter = postgresAdapter(clientConfig, { resetOnRelease, dirtyRelease });
+  const adapter = postgresAdapter(clientConfig, {
+    resetOnRelease,
+    dirtyRelease,
+    sessionLimits: {
+      idleTimeoutMs: typeof config.idleTimeoutMs === 'number' ? config.idleTimeoutMs : DEFAULTS.idleTimeoutMs,
+      maxLifetimeMs: typeof config.maxLifetimeMs === 'number' ? config.maxLifetimeMs : DEFAULTS.maxLifetimeMs,
+      keepaliveMs: typeof config.keepaliveMs === 'number' ? config.keepaliveMs : DEFAULTS.keepaliveMs,
+      warn: typeof config.onError === 'function' ? config.onError : defaultOnError,
+    },
+  });
   const pool = createPool<pg.Client>({ ...(poolOptions as Omit<PoolOptions<pg.Client>, 'adapter'>), adapter });
   return new PostgresPoolImpl(pool);
 }
@@ -292,6 +358,22 @@ class PostgresPoolImpl implements PostgresPool {
 
   close(options?: { timeoutMs?: number }): Promise<void> {
     return this.#pool.close(options);
+  }
+
+  drain(): Promise<void> {
+    return this.#pool.drain();
+  }
+
+  resume(): void {
+    this.#pool.resume();
+  }
+
+  invalidate(): void {
+    this.#pool.invalidate();
+  }
+
+  get draining(): boolean {
+    return this.#pool.draining;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
