@@ -155,7 +155,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
   const createTimeoutMs = duration('createTimeoutMs', options.createTimeoutMs, DEFAULTS.createTimeoutMs, false, true);
   const pingIfIdleMs = duration('pingIfIdleMs', options.pingIfIdleMs, 1000, true, true);
   const pingTimeoutMs = duration('pingTimeoutMs', options.pingTimeoutMs, 5000, false, true);
-  if (options.pingTimeoutMs !== undefined && pingTimeoutMs >= acquireTimeoutMs) {
+  if (options.pingTimeoutMs !== undefined && pingTimeoutMs >= acquireTimeoutMs && acquireTimeoutMs !== Infinity) {
     throw InvalidPoolOptionError.expected('pingTimeoutMs', `less than acquireTimeoutMs (${acquireTimeoutMs})`, pingTimeoutMs);
   }
   const resetTimeoutMs = duration('resetTimeoutMs', options.resetTimeoutMs, 5000, false, true);

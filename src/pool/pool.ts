@@ -26,9 +26,10 @@ export interface Lease<T> extends AsyncDisposable {
   /**
    * Reset the resource and return it to the pool (or destroy it when broken or expired).
    * Calling it again, or after `destroy()`, does nothing: `await using` after an explicit
-   * release is safe.
+   * release is safe. `release(error)` or `release(true)` (node-postgres' convention) is
+   * `destroy(error)`.
    */
-  release(): Promise<void>;
+  release(error?: unknown): Promise<void>;
   /**
    * Evict the resource instead of returning it. A second call does nothing; calling it
    * after `release()` rejects with `LeaseReleasedError`, because the resource may already
@@ -225,7 +226,9 @@ class PoolLease<T> implements Lease<T> {
     return entry.resource;
   }
 
-  release(): Promise<void> {
+  release(error?: unknown): Promise<void> {
+    // pg-pool's habit: release(err) / release(true) means "this one is bad, destroy it".
+    if (error !== undefined && error !== false && error !== null) return this.#released ? RESOLVED : this.destroy(error === true ? undefined : error);
     const entry = this.#entry;
     if (entry === undefined) return RESOLVED;
     this.#entry = undefined;
@@ -1232,6 +1235,12 @@ class PoolImpl<T> implements Pool<T> {
       if (timer !== undefined) this.#clock.clearTimeout(timer);
       // Leases still out after the timeout: destroy their resources; a late release() is a no-op.
       if (this.#outstanding() > 0) this.#abandoned.abort(new PoolClosedError('Pool closed while this lease was held; its resource was destroyed'));
+      const held = this.#counts[LEASED]!;
+      if (held > 0) {
+        this.#report(
+          new PoolClosedError(`close() stopped waiting after ${timeoutMs} ms: ${held} ${held === 1 ? 'lease was' : 'leases were'} still held; their resources were destroyed`),
+        );
+      }
       for (const entry of [...this.#entries]) if (entry.state === LEASED) this.#destroy(entry, 'closed');
     }
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);

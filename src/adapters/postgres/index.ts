@@ -300,7 +300,9 @@ export function createPostgresPool(config: PostgresPoolConfig = {}): PostgresPoo
   for (const key of Object.keys(config)) {
     if (key === 'adapter') throw new InvalidPoolOptionError('adapter', 'createPostgresPool builds its own adapter: do not pass `adapter`');
     if (POOL_OPTION_KEYS.has(key)) poolOptions[key] = (config as Record<string, unknown>)[key];
-    else if (!CLIENT_KEYS.has(key) && !ADAPTER_KEYS.has(key)) {
+    else if (key === 'connectionTimeoutMillis') {
+      throw new InvalidPoolOptionError(key, 'Use the pool option `createTimeoutMs` instead of `connectionTimeoutMillis`: it bounds the whole create (connect, TLS, authentication)');
+    } else if (!CLIENT_KEYS.has(key) && !ADAPTER_KEYS.has(key)) {
       throw new InvalidPoolOptionError(key, `Unknown option \`${key}\`: expected a pool option, a pg.ClientConfig field, or resetOnRelease/dirtyRelease/queryTimeoutMs`);
     }
   }
@@ -396,6 +398,9 @@ class PostgresPoolImpl implements PostgresPool {
     const { isolation, retry = false, readOnly = false, ...acquireOptions } = options;
     if (isolation !== undefined && !(isolation in ISOLATION_SQL)) {
       throw InvalidPoolOptionError.expected('isolation', "'read committed', 'repeatable read' or 'serializable'", isolation);
+    }
+    if (typeof retry !== 'boolean' && (typeof retry !== 'object' || retry === null)) {
+      throw InvalidPoolOptionError.expected('retry', 'true, false or { retries }', retry);
     }
     const retries = retry === true ? 3 : retry === false ? 0 : retry.retries;
     if (!Number.isInteger(retries) || retries < 0) throw InvalidPoolOptionError.expected('retry.retries', 'an integer >= 0', retries);
