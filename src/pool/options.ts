@@ -1,13 +1,27 @@
 import { systemClock, type Clock } from './clock.js';
 import { InvalidPoolOptionError } from './errors.js';
 
+/** What `Adapter.create` gets: the attempt's signal and number, and a way to report a later death. */
+export interface CreateContext {
+  readonly signal: AbortSignal;
+  /** 1 for the first attempt of a create, 2 for its first retry, … */
+  readonly attempt: number;
+  /** The resource made by this call died in the background; safe to call any time, more than once. */
+  readonly evict: () => void;
+}
+
 /**
  * What the pool needs to know about one kind of resource. Only `create` and `destroy`
  * are required; every hook is called with the resource the pool handed out.
  */
 export interface Adapter<T> {
-  /** Open one resource. `signal` aborts when the attempt exceeds `createTimeoutMs` or the pool closes. */
-  create(ctx: { signal: AbortSignal; attempt: number }): Promise<T>;
+  /**
+   * Open one resource. `signal` aborts when the attempt exceeds `createTimeoutMs` or the
+   * pool closes. Call `ctx.evict()` when the resource dies on its own later (the server
+   * closed it, its socket errored): an idle one is destroyed and replaced at once instead
+   * of waiting for its next borrow.
+   */
+  create(ctx: CreateContext): Promise<T>;
   /** Close one resource. Must tolerate resources that are already dead. */
   destroy(resource: T): Promise<void>;
   /** O(1), no I/O: is this resource known to be unusable? Checked on every borrow and return. */
@@ -67,7 +81,7 @@ export interface PoolOptions<T> {
   readonly destroyTimeoutMs?: number;
   /** Destroy resources idle longer than this while the pool is above `min`. `Infinity` keeps them. @default 600000 */
   readonly idleTimeoutMs?: number;
-  /** Retire resources older than this (each with up to 10 % less, at random), never while leased. `Infinity` never. @default 1800000 */
+  /** Retire resources older than this (each up to 40 % earlier, spread so that resources created together retire one by one), never while leased. `Infinity` never. @default 1800000 */
   readonly maxLifetimeMs?: number;
   /** Ping idle resources this often in the background. `Infinity` never. @default 60000 */
   readonly keepaliveMs?: number;

@@ -156,6 +156,8 @@ const CIRCUIT_NAMES: readonly CircuitState[] = ['closed', 'open', 'half-open'];
 
 const RESOLVED: Promise<void> = Promise.resolve();
 const kRelease = Symbol('release');
+/** How much earlier than maxLifetimeMs a resource may retire (F26: batches must not retire in one wave). */
+const LIFETIME_SPREAD = 0.4;
 const kDestroy = Symbol('destroy');
 
 class Entry<T> {
@@ -316,6 +318,8 @@ class PoolImpl<T> implements Pool<T> {
   /** Failed attempts so far; an attempt that started before the latest failure adds nothing to the streak. */
   #failureSeq = 0;
   #createBlockedUntil = 0;
+  /** Like #createBlockedUntil, but after any failure, non-retryable ones too: creates for `min` alone wait for it. */
+  #topUpBlockedUntil = 0;
   #circuit = CIRCUIT_CLOSED;
   #circuitOpenedAt = 0;
   #warmups: { resolve: () => void; reject: (error: unknown) => void }[] = [];
@@ -544,6 +548,7 @@ class PoolImpl<T> implements Pool<T> {
       this.#destroy(entry, this.#draining ? 'drained' : this.#expiredReason(entry));
       return;
     }
+    this.#expireOverdue(now);
     if (this.#waiters.size !== 0) {
       this.#serve(this.#waiters.shift()!, entry, now);
       return;
@@ -604,8 +609,10 @@ class PoolImpl<T> implements Pool<T> {
       if (this.#waiters.size <= this.#onTheWay() && size + creating >= o.min) return;
       const now = this.#clock.now();
       if (!this.#circuitAllowsCreate(now)) return;
-      if (now < this.#createBlockedUntil) {
-        this.#armBackoff(now);
+      // A caller waiting for a non-retryable error gets its one attempt at once; `min` alone backs off.
+      const blockedUntil = this.#waiters.size > this.#onTheWay() ? this.#createBlockedUntil : Math.max(this.#createBlockedUntil, this.#topUpBlockedUntil);
+      if (now < blockedUntil) {
+        this.#armBackoff(now, blockedUntil);
         return;
       }
       this.#startCreate();
@@ -656,7 +663,7 @@ class PoolImpl<T> implements Pool<T> {
       const resource = await pRetry(
         (attempt) => {
           attempts = attempt;
-          return this.#attemptCreate(attempt);
+          return this.#attemptCreate(attempt, entry);
         },
         {
           // A probe is a single attempt: its result alone decides the breaker.
@@ -689,8 +696,11 @@ class PoolImpl<T> implements Pool<T> {
   }
 
   /** One create attempt, bounded by createTimeoutMs; a value that arrives too late is destroyed, never leaked. */
-  async #attemptCreate(attempt: number): Promise<T> {
+  async #attemptCreate(attempt: number, entry: Entry<T>): Promise<T> {
     const failuresBefore = this.#failureSeq;
+    let made: T | undefined;
+    // Deferred: the adapter calls it from inside a driver's event handler.
+    const evict = (): void => queueMicrotask(() => this.#evictInBackground(entry, made));
     const controller = new AbortController();
     const closeSignal = this.#closeController.signal;
     const onClose = (): void => controller.abort(closeSignal.reason);
@@ -709,7 +719,7 @@ class PoolImpl<T> implements Pool<T> {
         controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
         let created: Promise<T>;
         try {
-          created = this.#adapter.create({ signal: controller.signal, attempt });
+          created = this.#adapter.create({ signal: controller.signal, attempt, evict });
         } catch (error) {
           reject(error);
           return;
@@ -722,6 +732,7 @@ class PoolImpl<T> implements Pool<T> {
       if (resource === undefined || resource === null) {
         throw new AttemptFailure(new TypeError(`adapter.create() resolved no resource (got ${String(resource)})`), true);
       }
+      made = resource;
       return resource;
     } catch (caught) {
       const failure = caught instanceof AttemptFailure ? caught : new AttemptFailure(caught, this.#isRetryable(caught) === false);
@@ -744,9 +755,9 @@ class PoolImpl<T> implements Pool<T> {
     this.#failureSeq++;
     this.#lastCreateError = failure.error;
     if (news || this.#consecutiveFailures === 0) this.#consecutiveFailures++;
-    if (!failure.fatal) {
-      this.#createBlockedUntil = Math.max(this.#createBlockedUntil, now + this.#backoffDelay(this.#consecutiveFailures - 1));
-    }
+    const backoffUntil = now + this.#backoffDelay(this.#consecutiveFailures - 1);
+    if (!failure.fatal) this.#createBlockedUntil = Math.max(this.#createBlockedUntil, backoffUntil);
+    this.#topUpBlockedUntil = Math.max(this.#topUpBlockedUntil, backoffUntil);
     if (this.#waiters.size === 0) this.#report(failure.error);
     const breaker = this.#o.circuitBreaker;
     if (breaker !== false && (this.#circuit === CIRCUIT_HALF_OPEN || (this.#circuit === CIRCUIT_CLOSED && this.#consecutiveFailures >= breaker.failureThreshold))) {
@@ -759,12 +770,12 @@ class PoolImpl<T> implements Pool<T> {
     const now = this.#clock.now();
     this.#consecutiveFailures = 0;
     this.#createBlockedUntil = 0;
+    this.#topUpBlockedUntil = 0;
     if (this.#circuit !== CIRCUIT_CLOSED) this.#closeCircuit();
     entry.resource = resource;
     entry.createdAt = now;
     entry.lastUsedAt = now;
-    // Up to 10 % earlier, at random, so resources created together do not all retire together.
-    entry.expiresAt = this.#o.maxLifetimeMs === Infinity ? Infinity : now + this.#o.maxLifetimeMs * (1 - 0.1 * Math.random());
+    entry.expiresAt = this.#expiryFor(now);
     this.#created++;
     this.#createTime.record(now - started);
     if (this.#closing) {
@@ -774,6 +785,45 @@ class PoolImpl<T> implements Pool<T> {
     if (entry.generation !== this.#generation) entry.expiresAt = -Infinity;
     this.#giveBack(entry, now);
     if (this.#warmups.length > 0 && this.#size() >= this.#o.min) for (const warmup of this.#warmups.splice(0)) warmup.resolve();
+  }
+
+  /**
+   * A new resource's expiry: up to LIFETIME_SPREAD of maxLifetimeMs early, at the point of
+   * that window farthest from the expiries of the resources alive now, so that resources
+   * created together (a burst, `min` at start) retire one by one instead of in one wave.
+   */
+  #expiryFor(now: number): number {
+    const lifetime = this.#o.maxLifetimeMs;
+    if (lifetime === Infinity) return Infinity;
+    const latest = now + lifetime;
+    const earliest = latest - LIFETIME_SPREAD * lifetime;
+    const others: number[] = [];
+    for (const entry of this.#entries) {
+      const state = entry.state;
+      if ((state === IDLE || state === LEASED || state === CHECKING || state === RESETTING) && Number.isFinite(entry.expiresAt)) others.push(entry.expiresAt);
+    }
+    if (others.length === 0) return earliest + (latest - earliest) * Math.random();
+    others.sort((a, b) => a - b);
+    const distance = (at: number): number => {
+      let nearest = Infinity;
+      for (const other of others) nearest = Math.min(nearest, Math.abs(other - at));
+      return nearest;
+    };
+    let best = latest;
+    let bestDistance = distance(latest);
+    const consider = (at: number): void => {
+      const d = distance(at);
+      if (d > bestDistance) {
+        best = at;
+        bestDistance = d;
+      }
+    };
+    consider(earliest);
+    for (let i = 1; i < others.length; i++) {
+      const mid = (others[i - 1]! + others[i]!) / 2;
+      if (mid > earliest && mid < latest) consider(mid);
+    }
+    return best;
   }
 
   /** Sleep the backoff on the pool's clock; false when nobody needs the retry any more. */
@@ -787,11 +837,17 @@ class PoolImpl<T> implements Pool<T> {
     return !this.#closing && this.#circuit === CIRCUIT_CLOSED && this.#createStillWanted(this.#clock.now());
   }
 
-  /** p-retry's formula: min * factor^n, times [1, 2) when randomized, capped at max. */
+  /**
+   * p-retry's formula, min * factor^n, times [1, 2) when randomized, capped at max; except
+   * that at the cap the jitter is kept: [max/2, max) (never below minTimeoutMs) instead of
+   * exactly max, so that retries do not fall into lockstep once the backoff has grown.
+   */
   #backoffDelay(retriesConsumed: number): number {
     const { minTimeoutMs, maxTimeoutMs, factor, randomize } = this.#o.retry;
-    const random = randomize ? 1 + Math.random() : 1;
-    return Math.min(random * minTimeoutMs * factor ** retriesConsumed, maxTimeoutMs);
+    const delay = minTimeoutMs * factor ** retriesConsumed;
+    if (!randomize) return Math.min(delay, maxTimeoutMs);
+    const low = Math.min(delay, Math.max(minTimeoutMs, maxTimeoutMs / 2));
+    return Math.min(low * (1 + Math.random()), maxTimeoutMs);
   }
 
   /** Is a create in flight still needed at time `at`: for `min`, or for a waiter whose deadline is later? */
@@ -801,6 +857,12 @@ class PoolImpl<T> implements Pool<T> {
     if (this.#size() + creating <= this.#o.min) return true;
     // Others on the way: every resource on its way to the queue except this create itself.
     return this.#waiters.size > this.#onTheWay() - 1 && this.#waiters.latestDeadline() > at;
+  }
+
+  /** An adapter reported that an idle resource died: destroy it now (a leased one is checked on release). */
+  #evictInBackground(entry: Entry<T>, resource: T | undefined): void {
+    if (resource === undefined || entry.resource !== resource || entry.state !== IDLE || this.#closing) return;
+    this.#destroy(entry, 'broken');
   }
 
   /** Destroy a resource that arrived after its attempt was given up (timeout or close). */
@@ -852,10 +914,22 @@ class PoolImpl<T> implements Pool<T> {
     return true;
   }
 
-  /** While the circuit is not closed, how many waiters can expect a resource without a new create. */
+  /**
+   * While the circuit is not closed, how many waiters can expect a resource without a new
+   * create: each creating one, the probe, and each live resource once per lease it can
+   * still serve within the acquire timeout (judged by the p99 lease time seen so far; one
+   * each before any lease came back). A pool that lost some of its connections keeps
+   * serving its waiters with the rest instead of failing them fast.
+   */
   #coverage(now: number): number {
     const c = this.#counts;
-    return c[IDLE]! + c[LEASED]! + c[CREATING]! + c[CHECKING]! + c[RESETTING]! + (this.#cooldownOver(now) ? 1 : 0);
+    const live = c[IDLE]! + c[LEASED]! + c[CHECKING]! + c[RESETTING]!;
+    let turns = 1;
+    if (live > 0) {
+      const leaseTime = this.#leaseTime.summary();
+      if (leaseTime.count > 0) turns = Math.max(1, Math.floor(this.#o.acquireTimeoutMs / Math.max(leaseTime.p99, 0.001)));
+    }
+    return live * turns + c[CREATING]! + (this.#cooldownOver(now) ? 1 : 0);
   }
 
   #circuitError(now: number): CircuitOpenError {
@@ -1012,6 +1086,17 @@ class PoolImpl<T> implements Pool<T> {
     this.#deadlineTimer = at === Infinity ? undefined : this.#clock.setTimeout(this.#onDeadline, Math.max(0, at - now));
   }
 
+  /**
+   * Time out the waiters already past their deadline before a resource is handed to one:
+   * when timers run late (a blocked event loop), a release that runs before the deadline
+   * timer must not serve an acquire that has already expired.
+   */
+  #expireOverdue(now: number): void {
+    if (now < this.#deadlineAt) return;
+    if (this.#deadlineTimer !== undefined) this.#clock.clearTimeout(this.#deadlineTimer);
+    this.#onDeadline();
+  }
+
   readonly #onDeadline = (): void => {
     this.#deadlineTimer = undefined;
     this.#deadlineAt = Infinity;
@@ -1040,12 +1125,12 @@ class PoolImpl<T> implements Pool<T> {
     this.#fail(waiter, new AcquireTimeoutError(timeoutMs, reason, stats, failing ? this.#lastCreateError : undefined));
   }
 
-  #armBackoff(now: number): void {
+  #armBackoff(now: number, until: number): void {
     if (this.#backoffTimer !== undefined) return;
     this.#backoffTimer = this.#clock.setTimeout(() => {
       this.#backoffTimer = undefined;
       this.#pump();
-    }, Math.max(0, this.#createBlockedUntil - now));
+    }, Math.max(0, until - now));
   }
 
   #nextDueForIdle(entry: Entry<T>, now: number): number {

@@ -227,7 +227,7 @@ describe('waiters covered by leased resources', () => {
   // waiters may queue as there are resources that can come back without a create (leased,
   // being checked or reset, being created, plus one probe once the cooldown is over).
   // Beyond that, acquires fail fast, and when coverage shrinks the newest waiters fail.
-  it('up to one waiter per leased resource queues; the next fails fast; a release serves the oldest', async () => {
+  it('before any lease came back, one waiter per leased resource queues and the next fails fast; a release serves the oldest', async () => {
     const pool = makePool();
     const l1 = await acquireNow(pool);
     const l2 = await acquireNow(pool);
@@ -244,19 +244,46 @@ describe('waiters covered by leased resources', () => {
     await clock.advance(0);
     expectCircuitOpen(c, 300); // 3 waiters would exceed 2 leases
 
-    // A destroyed lease can no longer serve anyone: the newest waiter fails now.
-    await l1.destroy();
+    // Once a lease has come back (destroyed here, after 300 ms), lease times are known: the one
+    // live resource can serve both waiters, in turn, well within their 10 s, so both keep waiting.
+    await l1.destroy(new Error('gone'));
     await clock.advance(0);
-    expectCircuitOpen(b, 300);
-    expect(a.done).toBe(false);
-    expect(pool.stats().waiting).toBe(1);
+    expect(a.done || b.done).toBe(false);
+    expect(pool.stats().waiting).toBe(2);
 
-    // A released lease serves the remaining (oldest) waiter.
+    // A released lease serves the oldest waiter, then the next.
     await l2.release();
     expect(a.ok).toBe(true);
     expect(a.value!.resource).toBe(resource2);
     expect(pool.stats().circuit).toBe('open');
     await a.value!.release();
+    expect(b.ok).toBe(true);
+    await b.value!.release();
+  });
+
+  it('once lease times are known, a live resource covers as many waiters as it can serve before the acquire timeout', async () => {
+    const pool = makePool({ acquireTimeoutMs: 1000 });
+    // One lease of 100 ms: the p99 lease time (±6 % bucket error) lets one resource serve ~10 waiters in 1000 ms.
+    const warm = await acquireNow(pool);
+    await clock.advance(100);
+    await warm.release();
+    const held = await acquireNow(pool);
+    fake.defaults.create = { kind: 'fail' };
+    const first = track(pool.acquire());
+    await clock.advance(300);
+    expect(pool.stats().circuit).toBe('open');
+    const more = Array.from({ length: 8 }, () => track(pool.acquire()));
+    await clock.advance(0);
+    expect(first.done || more.some((w) => w.done), 'nine waiters fit in ten turns of the one live resource').toBe(false);
+    const extra = Array.from({ length: 4 }, () => track(pool.acquire()));
+    await clock.advance(0);
+    expect(extra.filter((w) => w.done && w.error instanceof CircuitOpenError).length, 'beyond the turns it has, waiters fail fast').toBeGreaterThanOrEqual(2);
+    // The covered waiters are served in turn as the resource comes back.
+    await held.release();
+    expect(first.ok).toBe(true);
+    await first.value!.release();
+    expect(more[0]!.ok).toBe(true);
+    await more[0]!.value!.release();
   });
 
   it('a covered waiter whose lease never comes back times out at its own deadline', async () => {

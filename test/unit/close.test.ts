@@ -454,7 +454,8 @@ describe('no handle keeps the process alive (I5)', () => {
   it('an awaited close() with a lease still out completes after timeoutMs and the process exits 0', () => {
     const out = runChild(CHILD_SCRIPT, { MODE: 'close-with-lease' });
     expect(out).toContain('CLOSED 0 2');
-    expect(out).toContain('LIFEGUARD-CHILD-DONE 0');
+    // One background report: close() gave up on the lease still held and destroyed it.
+    expect(out).toContain('LIFEGUARD-CHILD-DONE 1');
   });
 });
 

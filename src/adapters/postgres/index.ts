@@ -55,6 +55,8 @@ export interface PostgresPool extends Pool<pg.Client> {
 
 interface ClientState {
   broken: boolean;
+  /** The error the connection died of (a FATAL such as 25P03, a socket error): the cause of later "not queryable" errors. */
+  lastError: unknown;
 }
 const kState = Symbol('lifeguard.postgres');
 type TrackedClient = pg.Client & { [kState]: ClientState; _queryQueue?: unknown[]; readyForQuery?: boolean };
@@ -197,18 +199,33 @@ export function postgresAdapter(
   // A reset on release (any mode but 'none') rolls an open transaction back, so dirty clients are reused.
   const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
   const adapter: Adapter<pg.Client> = {
-    async create({ signal }) {
+    async create({ signal, evict }) {
       const client = new pg.Client(clientConfig) as TrackedClient;
-      const clientState: ClientState = { broken: false };
+      const clientState: ClientState = { broken: false, lastError: undefined };
       client[kState] = clientState;
       // For the client's whole life: a server that goes away while the client is idle or
-      // leased emits 'error'; without a listener that would crash the process.
-      client.on('error', () => {
+      // leased emits 'error'; without a listener that would crash the process. The pool
+      // hears of it at once, so a dead idle client is replaced now, not at its next borrow.
+      client.on('error', (error: unknown) => {
         clientState.broken = true;
+        clientState.lastError ??= error;
+        evict();
       });
       client.on('end', () => {
         clientState.broken = true;
+        evict();
       });
+      // pg rejects queries on a dead connection with a bare "not queryable" error; give it
+      // the error the connection died of as its cause (only then: no cost on the hot path).
+      const query = client.query;
+      client.query = function (this: pg.Client, ...args: unknown[]): unknown {
+        const result: unknown = (query as (...a: unknown[]) => unknown).apply(this, args);
+        if (clientState.lastError === undefined || !(result instanceof Promise)) return result;
+        return result.catch((error: unknown) => {
+          if (error instanceof Error && error.cause === undefined && error !== clientState.lastError) error.cause = clientState.lastError;
+          throw error;
+        });
+      } as typeof client.query;
       const onAbort = (): void => {
         clientState.broken = true;
         hardClose(client);
