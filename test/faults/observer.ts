@@ -12,6 +12,7 @@ import type pg from 'pg';
 import { expect } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
 import type { PoolStats } from '../../src/index.js';
+import { SystemClock, type ClockTimer } from '../../src/pool/clock.js';
 import type { TestDatabase, TestPool } from '../integration/harness.js';
 import { sleep } from '../integration/harness.js';
 
@@ -48,6 +49,19 @@ export interface LoadOptions {
   readonly thinkMs?: number;
 }
 
+/** One reading of the pool's gauges, taken by the sampler every 10 ms (see `Observer.timeline`). */
+export interface PoolSample {
+  /** performance.now() of the reading. */
+  readonly at: number;
+  readonly size: number;
+  readonly creating: number;
+  readonly idle: number;
+  readonly leased: number;
+  readonly waiting: number;
+  readonly created: number;
+  readonly createFailed: number;
+}
+
 export interface Report {
   readonly ops: number;
   readonly ok: number;
@@ -78,6 +92,8 @@ export class Observer {
   readonly acquireTimeoutMs: number;
   readonly records: OpRecord[] = [];
   readonly faults: FaultMark[] = [];
+  /** Every pool sample, in order (the sampler's 10 ms readings), for time-windowed checks. */
+  readonly timeline: PoolSample[] = [];
   #issued = 0;
   #settled = 0;
   #doubleSettled = 0;
@@ -207,6 +223,11 @@ export class Observer {
     throw new Error(`no successful operation within ${withinMs} ms after the fault ended (last error: ${String(last)})`, { cause: last });
   }
 
+  /** Pool samples taken in [from, to). */
+  samplesBetween(from: number, to = Infinity): PoolSample[] {
+    return this.timeline.filter((s) => s.at >= from && s.at < to);
+  }
+
   /** Stop the loads and the samplers, and summarise. */
   async finish(): Promise<Report> {
     await Promise.all(this.#loads.splice(0).map((load) => load.stop()));
@@ -303,6 +324,16 @@ export class Observer {
   async #samplePool(): Promise<void> {
     while (this.#sampling) {
       const s = this.pool.stats();
+      this.timeline.push({
+        at: performance.now(),
+        size: s.size,
+        creating: s.creating,
+        idle: s.idle,
+        leased: s.leased,
+        waiting: s.waiting,
+        created: s.created,
+        createFailed: s.createFailed,
+      });
       this.#samples++;
       this.#maxSize = Math.max(this.#maxSize, s.size);
       if (s.size + s.creating > this.max && this.#sizeViolations.length < 10) {
@@ -330,4 +361,37 @@ function summarise(records: readonly OpRecord[]): string {
   const kinds: Record<string, number> = {};
   for (const r of records) kinds[errorKind(r.error)] = (kinds[errorKind(r.error)] ?? 0) + 1;
   return JSON.stringify(kinds);
+}
+
+/**
+ * The system clock (same caching and deadline semantics: it is a SystemClock), counting
+ * the timers the pool holds: pass it as the pool's `clock` to check that `close()` leaves
+ * no pool timer behind (I5). Unref'ed timers are invisible to process.getActiveResourcesInfo().
+ */
+export class CountingClock extends SystemClock {
+  /** Timers set and neither fired nor cleared yet. */
+  readonly live = new Set<ClockTimer>();
+  /** The delay each live timer was set with (same keys as `live`): which timers are left, not just how many. */
+  readonly liveDelays = new Map<ClockTimer, number>();
+
+  override setTimeout(callback: () => void, ms: number, keepAlive?: boolean): ClockTimer {
+    const timer: ClockTimer = super.setTimeout(
+      () => {
+        this.live.delete(timer);
+        this.liveDelays.delete(timer);
+        callback();
+      },
+      ms,
+      keepAlive,
+    );
+    this.live.add(timer);
+    this.liveDelays.set(timer, ms);
+    return timer;
+  }
+
+  override clearTimeout(timer: ClockTimer): void {
+    this.live.delete(timer);
+    this.liveDelays.delete(timer);
+    super.clearTimeout(timer);
+  }
 }
