@@ -22,8 +22,8 @@ export interface Adapter<T> {
    * of waiting for its next borrow.
    */
   create(ctx: CreateContext): Promise<T>;
-  /** Close one resource. Must tolerate resources that are already dead. */
-  destroy(resource: T): Promise<void>;
+  /** Close one resource. Must tolerate resources that are already dead. `signal` aborts at `destroyTimeoutMs`: stop being polite and cut it. */
+  destroy(resource: T, signal?: AbortSignal): Promise<void>;
   /** O(1), no I/O: is this resource known to be unusable? Checked on every borrow and return. */
   isBroken?(resource: T): boolean;
   /** A round trip proving the resource works; bounded by the caller's deadline and `pingTimeoutMs`. */

@@ -869,7 +869,7 @@ class PoolImpl<T> implements Pool<T> {
   #abandon(resource: T): void {
     if (resource === undefined || resource === null) return;
     this.#track(
-      this.#bounded(() => this.#adapter.destroy(resource), this.#o.destroyTimeoutMs, () => new DestroyTimeoutError(this.#o.destroyTimeoutMs)).catch((error) =>
+      this.#bounded((signal) => this.#adapter.destroy(resource, signal), this.#o.destroyTimeoutMs, () => new DestroyTimeoutError(this.#o.destroyTimeoutMs)).catch((error) =>
         this.#report(error),
       ),
     );
@@ -1021,7 +1021,7 @@ class PoolImpl<T> implements Pool<T> {
     const lease = entry.lease;
     entry.lease = undefined;
     lease?.revoke();
-    const task = this.#bounded(() => this.#adapter.destroy(entry.resource), this.#o.destroyTimeoutMs, () => new DestroyTimeoutError(this.#o.destroyTimeoutMs))
+    const task = this.#bounded((signal) => this.#adapter.destroy(entry.resource, signal), this.#o.destroyTimeoutMs, () => new DestroyTimeoutError(this.#o.destroyTimeoutMs))
       .catch((error: unknown) => this.#report(error))
       .finally(() => {
         this.#setState(entry, DESTROYED);

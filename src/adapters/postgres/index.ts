@@ -57,6 +57,8 @@ interface ClientState {
   broken: boolean;
   /** The error the connection died of (a FATAL such as 25P03, a socket error): the cause of later "not queryable" errors. */
   lastError: unknown;
+  /** A CancelRequest was already sent for the query running when the connection died. */
+  cancelled: boolean;
 }
 const kState = Symbol('lifeguard.postgres');
 type TrackedClient = pg.Client & { [kState]: ClientState; _queryQueue?: unknown[]; readyForQuery?: boolean };
@@ -118,9 +120,9 @@ function busy(client: pg.Client): boolean {
 }
 
 /** Ask the server to cancel what `client` is running (CancelRequest on a new socket); best effort, bounded. */
-function cancelRunning(client: pg.Client): Promise<void> {
+function cancelRunning(client: pg.Client, force = false): Promise<void> {
   const c = client as pg.Client & { _activeQuery?: unknown; processID?: number; secretKey?: number; host?: string; port?: number };
-  if (c._activeQuery == null || !c.processID || c.secretKey === undefined || !c.host || c.host.startsWith('/')) return Promise.resolve();
+  if ((!force && c._activeQuery == null) || !c.processID || c.secretKey === undefined || !c.host || c.host.startsWith('/')) return Promise.resolve();
   return new Promise<void>((resolve) => {
     const message = Buffer.alloc(16);
     message.writeInt32BE(16, 0);
@@ -201,7 +203,7 @@ export function postgresAdapter(
   const adapter: Adapter<pg.Client> = {
     async create({ signal, evict }) {
       const client = new pg.Client(clientConfig) as TrackedClient;
-      const clientState: ClientState = { broken: false, lastError: undefined };
+      const clientState: ClientState = { broken: false, lastError: undefined, cancelled: false };
       client[kState] = clientState;
       // For the client's whole life: a server that goes away while the client is idle or
       // leased emits 'error'; without a listener that would crash the process. The pool
@@ -215,6 +217,18 @@ export function postgresAdapter(
         clientState.broken = true;
         evict();
       });
+      // A connection cut mid-query (a reset, a proxy dying) leaves its server process running
+      // the query, holding a session the pool no longer counts. Cancel it; this runs before
+      // pg's own handlers, which forget the active query.
+      const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
+      const onDeath = (): void => {
+        if (!clientState.cancelled && busy(client)) {
+          clientState.cancelled = true;
+          void cancelRunning(client, true);
+        }
+      };
+      connection.prependListener('error', onDeath);
+      connection.prependListener('end', onDeath);
       // pg rejects queries on a dead connection with a bare "not queryable" error; give it
       // the error the connection died of as its cause (only then: no cost on the hot path).
       const query = client.query;
@@ -251,17 +265,22 @@ export function postgresAdapter(
       return client;
     },
 
-    async destroy(client) {
+    async destroy(client, signal) {
       void cancelRunning(client);
       if (state(client).broken) {
         hardClose(client);
         return;
       }
       state(client).broken = true;
+      // A polite end() waits for the server's FIN; past destroyTimeoutMs the socket is cut.
+      const onAbort = (): void => hardClose(client);
+      signal?.addEventListener('abort', onAbort, { once: true });
       try {
         await client.end();
       } catch {
         hardClose(client);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
       }
     },
 
