@@ -52,7 +52,11 @@ export interface RetryOptions {
 
 /** Fail fast while creates keep failing; see the README's "Circuit breaker". */
 export interface CircuitBreakerOptions {
-  /** Consecutive failed create attempts that open the breaker. @default 5 */
+  /**
+   * Consecutive failed create attempts that open the breaker. With the default backoff
+   * (100 ms doubling, jittered, capped at 5 s) the 8th failure comes 7–12 s into an outage,
+   * so a server restart does not trip it but a real outage does. @default 8
+   */
   readonly failureThreshold?: number;
   /** How long the breaker stays open before one probe create is let through. @default 1000 */
   readonly cooldownMs?: number;
@@ -91,7 +95,7 @@ export interface PoolOptions<T> {
   readonly maxConnecting?: number;
   /** Backoff for failed creates. */
   readonly retry?: RetryOptions;
-  /** `false` turns the breaker off. @default { failureThreshold: 5, cooldownMs: 1000 } */
+  /** `false` turns the breaker off. @default { failureThreshold: 8, cooldownMs: 1000 } */
   readonly circuitBreaker?: CircuitBreakerOptions | false;
   /** Receives background errors (failed destroys, keepalive pings, creates nobody waits for, leaks). A throwing handler is ignored. @default process.emitWarning */
   readonly onError?: (error: unknown) => void;
@@ -314,7 +318,7 @@ function checkBreaker(breaker: CircuitBreakerOptions | false | undefined): Requi
   const given = breaker ?? {};
   rejectUnknownKeys('circuitBreaker.', given, BREAKER_KEYS);
   return {
-    failureThreshold: integer('circuitBreaker.failureThreshold', given.failureThreshold, 5, 1),
+    failureThreshold: integer('circuitBreaker.failureThreshold', given.failureThreshold, 8, 1),
     cooldownMs: duration('circuitBreaker.cooldownMs', given.cooldownMs, 1000, false, false),
   };
 }

@@ -15,7 +15,9 @@ const TLS_CONFIG_CODES = new Set([
 ]);
 
 /** SQLSTATEs after which a session is gone: admin shutdown, crash, cannot connect now, idle timeouts. */
-const FATAL_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P05', '25P03', '25P04']);
+// 25006 (read-only transaction) on a connection that should write: the endpoint became a
+// standby (a failover); the connection is useless for writing (FAULTS.md §4).
+const FATAL_SQLSTATES = new Set(['57P01', '57P02', '57P03', '57P05', '25P03', '25P04', '25006']);
 
 const CONNECTION_LOST = [
   'Connection terminated',
