@@ -7,6 +7,8 @@ export type { Pool, Lease, PoolStats, DestroyReason, CircuitState } from './pool
 export type { Adapter, CreateContext, PoolOptions, AcquireOptions, RetryOptions, CircuitBreakerOptions } from './pool/options.js';
 export type { Clock, ClockTimer } from './pool/clock.js';
 export type { Summary } from './pool/histogram.js';
+export { CHANNELS } from './pool/events.js';
+export type { AcquireStartEvent, AcquireEndEvent, ReleaseEvent, CreateEvent, DestroyEvent, TimeoutEvent, BreakerEvent, LeakEvent } from './pool/events.js';
 export {
   PoolError,
   AcquireTimeoutError,

@@ -15,6 +15,7 @@ import {
   PoolQueueFullError,
   type AcquireTimeoutReason,
 } from './errors.js';
+import { channels } from './events.js';
 import { Histogram, type Summary } from './histogram.js';
 import { checkAcquireOptions, resolveOptions, type AcquireOptions, type Adapter, type PoolOptions, type ResolvedOptions } from './options.js';
 import { WaiterQueue, type Waiter } from './waiters.js';
@@ -159,6 +160,8 @@ const kRelease = Symbol('release');
 /** How much earlier than maxLifetimeMs a resource may retire (F26: batches must not retire in one wave). */
 const LIFETIME_SPREAD = 0.4;
 const kDestroy = Symbol('destroy');
+/** @internal A wrapper (the PostgreSQL pool) names itself as the pool in published events. */
+export const kSetFace = Symbol('lifeguard.setFace');
 
 class Entry<T> {
   state: State = CREATING;
@@ -338,6 +341,8 @@ class PoolImpl<T> implements Pool<T> {
   readonly #waitTime = new Histogram();
   readonly #leaseTime = new Histogram();
   readonly #createTime = new Histogram();
+  /** The pool object users hold, for event payloads (a wrapper may stand in for this one). */
+  #face: Pool<T> = this;
 
   constructor(options: ResolvedOptions<T>) {
     this.#o = options;
@@ -354,9 +359,15 @@ class PoolImpl<T> implements Pool<T> {
     return this.#closing;
   }
 
+  /** @internal */
+  [kSetFace](face: Pool<T>): void {
+    this.#face = face;
+  }
+
   // ---------------------------------------------------------------- acquire
 
   acquire(options?: AcquireOptions): Promise<Lease<T>> {
+    if (channels.acquireStart.hasSubscribers) channels.acquireStart.publish({ pool: this.#face });
     // Fast path: no options, nobody queued, a healthy idle resource. No timer, no clock read beyond the cached one.
     if (options === undefined && this.#waiters.size === 0 && !this.#closing) {
       const lease = this.#takeIdle(undefined);
@@ -371,18 +382,18 @@ class PoolImpl<T> implements Pool<T> {
     let signal: AbortSignal | undefined;
     if (options !== undefined) {
       const invalid = checkAcquireOptions(options);
-      if (invalid !== undefined) return Promise.reject(invalid);
+      if (invalid !== undefined) return this.#refuse(invalid);
       signal = options.signal;
       timeoutMs = options.timeoutMs ?? timeoutMs;
       priority = options.priority ?? 0;
       if (signal?.aborted) {
         this.#aborted++;
-        return Promise.reject(signal.reason);
+        return this.#refuse(signal.reason);
       }
     }
     if (this.#closing) {
       this.#rejectedClosed++;
-      return Promise.reject(new PoolClosedError());
+      return this.#refuse(new PoolClosedError());
     }
     const stack = this.#leakDetection ? new Error('acquired here').stack : undefined;
     if (this.#waiters.size === 0) {
@@ -392,13 +403,13 @@ class PoolImpl<T> implements Pool<T> {
     // maxWaiting bounds callers queued for a resource, not those a create (running or possible) will serve.
     if (this.#o.maxWaiting !== Infinity && this.#waiters.size - (this.#o.max - this.#size()) >= this.#o.maxWaiting) {
       this.#rejectedQueueFull++;
-      return Promise.reject(new PoolQueueFullError(this.#o.maxWaiting));
+      return this.#refuse(new PoolQueueFullError(this.#o.maxWaiting));
     }
     // A cached reading (no 40 ns clock read per queued acquire): #dueAt corrects the deadline for its staleness.
     const now = this.#clock.now();
     if (this.#circuit !== CIRCUIT_CLOSED && this.#waiters.size >= this.#coverage(now)) {
       this.#rejectedCircuit++;
-      return Promise.reject(this.#circuitError(now));
+      return this.#refuse(this.#circuitError(now));
     }
 
     const extras: WaiterExtras | undefined = signal === undefined && stack === undefined ? undefined : { signal, stack, onAbort: undefined };
@@ -432,6 +443,7 @@ class PoolImpl<T> implements Pool<T> {
         this.#setState(entry, LEASED);
         this.#acquired++;
         this.#waitTime.recordZero();
+        if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs: 0 });
         return this.#lease(entry, now, stack);
       }
     }
@@ -455,13 +467,21 @@ class PoolImpl<T> implements Pool<T> {
     if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
     this.#acquired++;
     this.#waitTime.record(now - waiter.enqueuedAt);
+    if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs: now - waiter.enqueuedAt });
     waiter.resolve(this.#lease(entry, now, extras?.stack));
   }
 
   #fail(waiter: PoolWaiter<T>, error: unknown): void {
     const extras = waiter.extras;
     if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
+    if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs: this.#clock.now() - waiter.enqueuedAt, error });
     waiter.reject(error);
+  }
+
+  /** An acquire refused before it was queued. */
+  #refuse(error: unknown): Promise<never> {
+    if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs: 0, error });
+    return Promise.reject(error);
   }
 
   #abortWaiter(waiter: PoolWaiter<T>): void {
@@ -495,6 +515,7 @@ class PoolImpl<T> implements Pool<T> {
   [kRelease](lease: PoolLease<T>, entry: Entry<T>): Promise<void> {
     const now = this.#clock.now();
     this.#leaseTime.record(now - lease.acquiredAt);
+    if (channels.release.hasSubscribers) channels.release.publish({ pool: this.#face, leaseMs: now - lease.acquiredAt, destroyed: false });
     entry.lease = undefined;
     if (this.#closing) {
       this.#destroy(entry, 'closed');
@@ -518,7 +539,9 @@ class PoolImpl<T> implements Pool<T> {
 
   /** @internal */
   [kDestroy](lease: PoolLease<T>, entry: Entry<T>, reason: unknown): Promise<void> {
-    this.#leaseTime.record(this.#clock.now() - lease.acquiredAt);
+    const leaseMs = this.#clock.now() - lease.acquiredAt;
+    this.#leaseTime.record(leaseMs);
+    if (channels.release.hasSubscribers) channels.release.publish({ pool: this.#face, leaseMs, destroyed: true });
     entry.lease = undefined;
     // A reason that says the resource is dead is a breakage; anything else is the user's choice.
     return this.#destroy(entry, reason !== undefined && this.#isFatal(reason) ? 'broken' : 'user');
@@ -698,6 +721,7 @@ class PoolImpl<T> implements Pool<T> {
   /** One create attempt, bounded by createTimeoutMs; a value that arrives too late is destroyed, never leaked. */
   async #attemptCreate(attempt: number, entry: Entry<T>): Promise<T> {
     const failuresBefore = this.#failureSeq;
+    const startedAt = this.#clock.now();
     let made: T | undefined;
     // Deferred: the adapter calls it from inside a driver's event handler.
     const evict = (): void => queueMicrotask(() => this.#evictInBackground(entry, made));
@@ -733,9 +757,11 @@ class PoolImpl<T> implements Pool<T> {
         throw new AttemptFailure(new TypeError(`adapter.create() resolved no resource (got ${String(resource)})`), true);
       }
       made = resource;
+      if (channels.create.hasSubscribers) channels.create.publish({ pool: this.#face, attempt, durationMs: this.#clock.now() - startedAt });
       return resource;
     } catch (caught) {
       const failure = caught instanceof AttemptFailure ? caught : new AttemptFailure(caught, this.#isRetryable(caught) === false);
+      if (channels.create.hasSubscribers) channels.create.publish({ pool: this.#face, attempt, durationMs: this.#clock.now() - startedAt, error: failure.error });
       if (!this.#closing) this.#onCreateFailed(failure, failuresBefore === this.#failureSeq);
       throw failure.fatal ? new AbortError(failure) : failure;
     } finally {
@@ -886,6 +912,7 @@ class PoolImpl<T> implements Pool<T> {
   // ---------------------------------------------------------------- circuit breaker
 
   #openCircuit(now: number): void {
+    if (this.#circuit === CIRCUIT_CLOSED && channels.breakerOpen.hasSubscribers) channels.breakerOpen.publish({ pool: this.#face, cause: this.#lastCreateError });
     this.#circuit = CIRCUIT_OPEN;
     this.#circuitOpenedAt = now;
     const cooldownMs = (this.#o.circuitBreaker as Required<{ cooldownMs: number }>).cooldownMs;
@@ -898,6 +925,7 @@ class PoolImpl<T> implements Pool<T> {
   }
 
   #closeCircuit(): void {
+    if (channels.breakerClose.hasSubscribers) channels.breakerClose.publish({ pool: this.#face });
     this.#circuit = CIRCUIT_CLOSED;
     if (this.#breakerTimer !== undefined) this.#clock.clearTimeout(this.#breakerTimer);
     this.#breakerTimer = undefined;
@@ -1018,6 +1046,7 @@ class PoolImpl<T> implements Pool<T> {
     this.#setState(entry, DESTROYING);
     this.#destroyed++;
     this.#destroyedBy[reason]++;
+    if (channels.destroy.hasSubscribers) channels.destroy.publish({ pool: this.#face, reason });
     const lease = entry.lease;
     entry.lease = undefined;
     lease?.revoke();
@@ -1122,7 +1151,9 @@ class PoolImpl<T> implements Pool<T> {
     const reason: AcquireTimeoutReason = failing ? 'create-failing' : c[CREATING]! > 0 ? 'slow-create' : c[CHECKING]! > 0 ? 'slow-ping' : 'saturated';
     const stats = { max: this.#o.max, size: this.#size(), idle: c[IDLE]!, leased: c[LEASED]!, creating: c[CREATING]!, waiting: this.#waiters.size + 1 };
     const timeoutMs = waiter.deadline - waiter.enqueuedAt;
-    this.#fail(waiter, new AcquireTimeoutError(timeoutMs, reason, stats, failing ? this.#lastCreateError : undefined));
+    const error = new AcquireTimeoutError(timeoutMs, reason, stats, failing ? this.#lastCreateError : undefined);
+    if (channels.timeout.hasSubscribers) channels.timeout.publish({ pool: this.#face, error });
+    this.#fail(waiter, error);
   }
 
   #armBackoff(now: number, until: number): void {
@@ -1174,7 +1205,9 @@ class PoolImpl<T> implements Pool<T> {
         // Compared as scheduled (acquiredAt + limit), not as a difference: in floating point they can disagree.
         if (now >= lease.acquiredAt + o.leakDetectionMs) {
           lease.leakReported = true;
-          this.#report(new LeakDetectedError(now - lease.acquiredAt, lease.stack));
+          const error = new LeakDetectedError(now - lease.acquiredAt, lease.stack);
+          if (channels.leak.hasSubscribers) channels.leak.publish({ pool: this.#face, error });
+          this.#report(error);
         } else next = Math.min(next, lease.acquiredAt + o.leakDetectionMs);
       }
     }

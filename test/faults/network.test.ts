@@ -32,6 +32,7 @@ import { AcquireTimeoutError, CreateResourceError, CreateTimeoutError, DestroyTi
 import { ChaosProxy } from '../support/chaos-proxy.js';
 import { sleep, type TestPool, usePostgres, waitFor } from '../integration/harness.js';
 import { CountingClock, errorKind, Observer, type OpRecord } from './observer.js';
+import { codes, fill, note, settleMs, timeUntil } from './util.js';
 
 const execFileAsync = promisify(execFile);
 const db = usePostgres();
@@ -69,25 +70,6 @@ async function harness(options: PostgresPoolConfig = {}, proxy?: ChaosProxy): Pr
   const pool = db.pool({ host: through.host, port: through.port, createTimeoutMs: CREATE_TIMEOUT_MS, max, ...options, acquireTimeoutMs });
   const obs = new Observer(db, pool, { max, acquireTimeoutMs }).start();
   return { proxy: through, pool, obs };
-}
-
-/** `n` distinct clients at once (a barrier holds each until all are acquired), through obs.run, then released. */
-async function fill(obs: Observer, n: number): Promise<Set<pg.Client>> {
-  const clients = new Set<pg.Client>();
-  let arrived = 0;
-  let open!: () => void;
-  const all = new Promise<void>((resolve) => (open = resolve));
-  await Promise.all(
-    Array.from({ length: n }, () =>
-      obs.run(async (client) => {
-        clients.add(client);
-        await client.query('SELECT 1');
-        if (++arrived === n) open();
-        await all;
-      }),
-    ),
-  );
-  return clients;
 }
 
 interface Use {
@@ -131,26 +113,6 @@ function streamOf(client: pg.Client): net.Socket {
   return (client as unknown as { connection: { stream: net.Socket } }).connection.stream;
 }
 
-/** Milliseconds from `from` until `check` holds, polling every `everyMs`; throws after `timeoutMs`. */
-async function timeUntil(what: string, check: () => boolean | Promise<boolean>, { from = performance.now(), timeoutMs = 5000, everyMs = 10 } = {}): Promise<number> {
-  for (;;) {
-    if (await check()) return performance.now() - from;
-    if (performance.now() - from > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(everyMs);
-  }
-}
-
-/** Every `code` along the error's cause chain (SQLSTATE, errno, POOL_*). */
-function codes(error: unknown): string[] {
-  const found: string[] = [];
-  for (let e = error, depth = 0; e !== null && e !== undefined && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') found.push(code);
-    if (typeof e !== 'object') break;
-  }
-  return found;
-}
-
 /** Every message along the error's cause chain. */
 function messages(error: unknown): string {
   const found: string[] = [];
@@ -167,11 +129,6 @@ function kinds(records: readonly { error?: unknown }[]): Record<string, number> 
   return out;
 }
 
-/** How long an operation's acquire took to settle. */
-function settleMs(record: OpRecord): number {
-  return (record.acquiredAt ?? record.endedAt ?? record.startedAt) - record.startedAt;
-}
-
 function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
@@ -179,11 +136,6 @@ function percentile(values: readonly number[], p: number): number {
 }
 
 const round = (n: number): number => Math.round(n * 10) / 10;
-
-/** One line of measured figures per scenario, for the report. */
-function note(label: string, figures: Record<string, unknown>): void {
-  console.log(`[faults] ${label} ${JSON.stringify(figures)}`);
-}
 
 /** The settled outcome of a promise, with when it settled. */
 async function outcome<T>(promise: Promise<T>): Promise<{ value?: T; error?: unknown; at: number }> {

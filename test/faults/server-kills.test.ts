@@ -18,6 +18,7 @@ import { isConnectionFatal, type PostgresPoolConfig } from '../../src/adapters/p
 import { AcquireTimeoutError, CircuitOpenError, CreateResourceError } from '../../src/index.js';
 import { freePort, pidOf, sleep, type TestPool, usePostgres, waitFor } from '../integration/harness.js';
 import { CountingClock, errorKind, Observer, type OpRecord } from './observer.js';
+import { codes, fill, note, settleMs, timeUntil } from './util.js';
 
 const db = usePostgres();
 
@@ -81,25 +82,6 @@ async function terminate(app: string, onlyIdle: boolean): Promise<number[]> {
   return rows.filter((r) => r.ok).map((r) => r.pid);
 }
 
-/** `n` distinct clients at once (a barrier holds each until all are acquired), through obs.run, then released. */
-async function fill(obs: Observer, n: number): Promise<Set<pg.Client>> {
-  const clients = new Set<pg.Client>();
-  let arrived = 0;
-  let open!: () => void;
-  const all = new Promise<void>((resolve) => (open = resolve));
-  await Promise.all(
-    Array.from({ length: n }, () =>
-      obs.run(async (client) => {
-        clients.add(client);
-        await client.query('SELECT 1');
-        if (++arrived === n) open();
-        await all;
-      }),
-    ),
-  );
-  return clients;
-}
-
 interface Use {
   readonly client: pg.Client;
   readonly at: number;
@@ -115,26 +97,6 @@ function tracked(work: (client: pg.Client) => Promise<unknown> = (c) => c.query(
       return work(client);
     },
   };
-}
-
-/** Milliseconds from `from` until `check` holds, polling every `everyMs`; throws after `timeoutMs`. */
-async function timeUntil(what: string, check: () => boolean | Promise<boolean>, { from = performance.now(), timeoutMs = 5000, everyMs = 10 } = {}): Promise<number> {
-  for (;;) {
-    if (await check()) return performance.now() - from;
-    if (performance.now() - from > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(everyMs);
-  }
-}
-
-/** Every `code` along the error's cause chain (SQLSTATE, errno, POOL_*). */
-function codes(error: unknown): string[] {
-  const found: string[] = [];
-  for (let e = error, depth = 0; e !== null && e !== undefined && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') found.push(code);
-    if (typeof e !== 'object') break;
-  }
-  return found;
 }
 
 /** Everything an error would show in a log: messages, stacks and own fields along its cause chain. */
@@ -157,20 +119,10 @@ function safeJson(value: unknown): string {
   }
 }
 
-/** How long an operation's acquire took to settle. */
-function settleMs(record: OpRecord): number {
-  return (record.acquiredAt ?? record.endedAt ?? record.startedAt) - record.startedAt;
-}
-
 function kinds(records: readonly OpRecord[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const r of records) out[errorKind(r.error)] = (out[errorKind(r.error)] ?? 0) + 1;
   return out;
-}
-
-/** One line of measured figures per scenario, for the report. */
-function note(label: string, figures: Record<string, unknown>): void {
-  console.log(`[faults] ${label} ${JSON.stringify(figures)}`);
 }
 
 const evictions = (pool: TestPool): number => {

@@ -5,6 +5,7 @@ import { createPool, type Lease, type Pool, type PoolStats } from '../../index.j
 import { InvalidPoolOptionError } from '../../pool/errors.js';
 import { DEFAULTS, defaultOnError, POOL_OPTION_KEYS, type AcquireOptions, type Adapter, type PoolOptions } from '../../pool/options.js';
 import { PoolError } from '../../pool/errors.js';
+import { kSetFace } from '../../pool/pool.js';
 import { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
@@ -372,6 +373,8 @@ class PostgresPoolImpl implements PostgresPool {
 
   constructor(pool: Pool<pg.Client>) {
     this.#pool = pool;
+    // Events about the core pool name this object, the one users hold.
+    (pool as unknown as { [kSetFace](face: Pool<pg.Client>): void })[kSetFace](this);
   }
 
   get closed(): boolean {
