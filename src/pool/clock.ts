@@ -23,20 +23,14 @@ export type ClockTimer = unknown;
  * system clock caches its reading. The cache is refreshed every 16 reads and expires at
  * the end of the event-loop turn (one `setImmediate` per turn, not per operation). That
  * is precise enough for bookkeeping (lease and idle times, expiry); what must never fire
- * early — an acquire's deadline — is checked against {@link SystemClock.readingAfter}.
+ * early — an acquire's deadline — starts from `precise()`.
  */
 export class SystemClock implements Clock {
   #cached = 0;
   #budget = 0;
   #fresh = false;
-  /** Counts real readings; the last 64 are kept so a cached reading can be bounded from above. */
-  #generation = 0;
-  readonly #readings = new Float64Array(64);
   readonly #expire = (): void => {
     this.#fresh = false;
-    // One real reading at the end of every turn that used the cache: whatever read the
-    // cache during the turn happened before it (see readingAfter).
-    this.#record(performance.now());
   };
 
   now(): number {
@@ -47,34 +41,12 @@ export class SystemClock implements Clock {
   /** A fresh reading, bypassing the cache. */
   precise(): number {
     this.#cached = performance.now();
-    this.#record(this.#cached);
     this.#budget = 16;
     if (!this.#fresh) {
       this.#fresh = true;
       setImmediate(this.#expire).unref();
     }
     return this.#cached;
-  }
-
-  /** Identifies the reading `now()` currently returns. */
-  get generation(): number {
-    return this.#generation;
-  }
-
-  /**
-   * The latest time at which a `now()` call that returned the reading of `generation`
-   * can have happened: the next real reading (or a fresh one, if none came since).
-   * Deadlines measured from a cached reading use it so that they never fire early.
-   */
-  readingAfter(generation: number): number {
-    const current = this.#generation;
-    if (current === generation) return this.precise();
-    // Readings older than the ring are overwritten; the oldest kept one is later still: a safe bound.
-    return this.#readings[(current - generation > 63 ? current - 63 : generation + 1) & 63]!;
-  }
-
-  #record(reading: number): void {
-    this.#readings[++this.#generation & 63] = reading;
   }
 
   setTimeout(callback: () => void, ms: number, keepAlive = false): ClockTimer {

@@ -193,8 +193,6 @@ class PoolWaiter<T> implements Waiter {
   constructor(
     readonly enqueuedAt: number,
     readonly deadline: number,
-    /** The system clock's generation of `enqueuedAt`, to bound how stale it was (0 for other clocks). */
-    readonly generation: number,
     readonly extras: WaiterExtras | undefined,
   ) {
     this.resolve = capturedResolve as (lease: Lease<T>) => void;
@@ -405,8 +403,10 @@ class PoolImpl<T> implements Pool<T> {
       this.#rejectedQueueFull++;
       return this.#refuse(new PoolQueueFullError(this.#o.maxWaiting));
     }
-    // A cached reading (no 40 ns clock read per queued acquire): #dueAt corrects the deadline for its staleness.
-    const now = this.#clock.now();
+    // A precise reading (~50 ns, only for callers that may queue): a deadline counted from a
+    // cached reading could be corrected only later, and under load that correction kept
+    // moving, so a busy process never timed its waiters out (FAULTS.md I1).
+    const now = this.#systemClock?.precise() ?? this.#clock.now();
     if (this.#circuit !== CIRCUIT_CLOSED && this.#waiters.size >= this.#coverage(now)) {
       this.#rejectedCircuit++;
       return this.#refuse(this.#circuitError(now));
@@ -414,7 +414,7 @@ class PoolImpl<T> implements Pool<T> {
 
     const extras: WaiterExtras | undefined = signal === undefined && stack === undefined ? undefined : { signal, stack, onAbort: undefined };
     const promise = new Promise<Lease<T>>(captureResolvers);
-    const waiter = new PoolWaiter<T>(now, now + timeoutMs, this.#systemClock?.generation ?? 0, extras);
+    const waiter = new PoolWaiter<T>(now, now + timeoutMs, extras);
     this.#waiters.push(waiter, priority);
     if (waiter.deadline < this.#deadlineAt) this.#armDeadline(waiter.deadline, now);
     if (signal !== undefined) {
@@ -1130,19 +1130,10 @@ class PoolImpl<T> implements Pool<T> {
     this.#deadlineTimer = undefined;
     this.#deadlineAt = Infinity;
     const now = this.#systemClock?.precise() ?? this.#clock.now();
-    const next = this.#waiters.expire(now, (waiter) => this.#timeOut(waiter), this.#dueAt);
+    const next = this.#waiters.expire(now, (waiter) => this.#timeOut(waiter));
     if (next !== Infinity && next < this.#deadlineAt) this.#armDeadline(next, now);
   };
 
-  /**
-   * When a waiter is really due: its deadline counted from the latest moment it can have
-   * been queued, so a stale cached reading makes it fire late by that staleness, never early.
-   */
-  readonly #dueAt = (waiter: PoolWaiter<T>): number => {
-    const clock = this.#systemClock;
-    if (clock === undefined) return waiter.deadline;
-    return clock.readingAfter(waiter.generation) + (waiter.deadline - waiter.enqueuedAt);
-  };
 
   #timeOut(waiter: PoolWaiter<T>): void {
     this.#timedOut++;

@@ -89,22 +89,13 @@ export class WaiterQueue<W extends Waiter> {
     return true;
   }
 
-  /**
-   * Remove and pass to `onExpired` every waiter due at `now`; returns the next due time.
-   * `dueAt` may put a waiter's due time after its `deadline` (never before), to correct
-   * a deadline measured from a stale clock reading.
-   */
-  expire(now: number, onExpired: (waiter: W) => void, dueAt: (waiter: W) => number = (waiter) => waiter.deadline): number {
+  /** Remove and pass to `onExpired` every waiter due at `now`; returns the next due time. */
+  expire(now: number, onExpired: (waiter: W) => void): number {
     let next = Infinity;
     for (const lane of [...this.#lanes]) {
       if (lane.sorted) {
         while (lane.head !== undefined && lane.head.deadline <= now) {
           const waiter = lane.head as W;
-          const due = dueAt(waiter);
-          if (due > now) {
-            if (due < next) next = due;
-            break;
-          }
           this.remove(waiter);
           onExpired(waiter);
         }
@@ -115,7 +106,7 @@ export class WaiterQueue<W extends Waiter> {
       let previous = -Infinity;
       for (let waiter = lane.head; waiter !== undefined; ) {
         const following = waiter.next;
-        const due = waiter.deadline <= now ? dueAt(waiter as W) : waiter.deadline;
+        const due = waiter.deadline;
         if (due <= now) {
           this.remove(waiter as W);
           onExpired(waiter as W);

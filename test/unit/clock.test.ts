@@ -53,3 +53,32 @@ describe('system clock deadlines', () => {
     }
   });
 });
+
+describe('deadlines on the system clock under load (FAULTS.md I1)', () => {
+  // A queued acquire's deadline once came from the cached reading and was corrected later
+  // against a ring of recent readings; while the process stayed busy that correction kept
+  // moving, and a 200 ms deadline fired after 1.7 s. Deadlines now start from a real reading.
+  it('a queued acquire times out at its deadline while another pool churns the clock', async () => {
+    const adapter = () => ({ create: async () => ({}), destroy: async () => {} });
+    const a = createPool({ adapter: adapter(), max: 1, acquireTimeoutMs: 200 });
+    const held = await a.acquire();
+    const b = createPool({ adapter: adapter(), max: 4 });
+    let running = true;
+    const churn = (async () => {
+      while (running) {
+        for (let i = 0; i < 50; i++) await (await b.acquire()).release();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    const started = performance.now();
+    const error = await a.acquire().catch((e: unknown) => e);
+    const took = performance.now() - started;
+    running = false;
+    await churn;
+    await held.release();
+    await Promise.all([a.close(), b.close()]);
+    expect(error).toBeInstanceOf(AcquireTimeoutError);
+    expect(took).toBeGreaterThanOrEqual(199);
+    expect(took).toBeLessThan(400);
+  });
+});
