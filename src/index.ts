@@ -3,7 +3,7 @@
  * `lifeguard/postgres` adds PostgreSQL over node-postgres.
  */
 export { createPool } from './pool/pool.js';
-export type { Pool, Lease, PoolStats, DestroyReason, CircuitState } from './pool/pool.js';
+export type { Pool, Lease, PoolStats, PoolHealth, HealthStatus, DestroyReason, CircuitState } from './pool/pool.js';
 export type { Adapter, CreateContext, PoolOptions, AcquireOptions, RetryOptions, CircuitBreakerOptions } from './pool/options.js';
 export type { Clock, ClockTimer } from './pool/clock.js';
 export type { Summary } from './pool/histogram.js';

@@ -52,6 +52,12 @@ export interface Pool<T> extends AsyncDisposable {
   withConnection<R>(fn: (resource: T, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R>;
   /** A cheap snapshot of gauges, counters and timing summaries. */
   stats(): PoolStats;
+  /**
+   * The pool's health for a readiness probe: `ok`; `degraded` (creates failing while
+   * connections still serve, more callers waiting than `max`, or draining); `down`
+   * (the breaker is open, or creates fail and nothing is left to serve); `closed`.
+   */
+  health(): PoolHealth;
   /** Create `min` resources now; rejects with the create error if one cannot be created. */
   warmup(): Promise<void>;
   /**
@@ -87,6 +93,20 @@ export interface Pool<T> extends AsyncDisposable {
 export type DestroyReason = 'broken' | 'pingFailed' | 'resetFailed' | 'idle' | 'lifetime' | 'closed' | 'user' | 'drained' | 'invalidated';
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
+
+export type HealthStatus = 'ok' | 'degraded' | 'down' | 'closed';
+
+export interface PoolHealth {
+  readonly status: HealthStatus;
+  /** Why it is not `ok`, in a sentence; absent when it is. */
+  readonly reason?: string;
+  /** The last create error, while creates are failing. */
+  readonly lastError?: unknown;
+  readonly size: number;
+  readonly max: number;
+  readonly waiting: number;
+  readonly circuit: CircuitState;
+}
 
 export interface PoolStats {
   readonly max: number;
@@ -1266,6 +1286,31 @@ class PoolImpl<T> implements Pool<T> {
     const done = new Promise<void>((resolve, reject) => this.#warmups.push({ resolve, reject }));
     this.#pump();
     return done;
+  }
+
+  health(): PoolHealth {
+    const c = this.#counts;
+    const size = this.#size();
+    const base = { size, max: this.#o.max, waiting: this.#waiters.size, circuit: CIRCUIT_NAMES[this.#circuit]! };
+    const cause = (): string => {
+      const error = this.#lastCreateError;
+      return error instanceof Error ? error.message : String(error);
+    };
+    if (this.#closing) return { status: 'closed', reason: 'the pool is closed', ...base };
+    if (this.#circuit !== CIRCUIT_CLOSED) {
+      return { status: 'down', reason: `circuit breaker open after ${this.#consecutiveFailures} failed creates: ${cause()}`, lastError: this.#lastCreateError, ...base };
+    }
+    if (this.#consecutiveFailures > 0) {
+      const live = size - c[RESETTING]!;
+      return live === 0
+        ? { status: 'down', reason: `no connection and creates failing (${this.#consecutiveFailures} in a row): ${cause()}`, lastError: this.#lastCreateError, ...base }
+        : { status: 'degraded', reason: `creates failing (${this.#consecutiveFailures} in a row): ${cause()}`, lastError: this.#lastCreateError, ...base };
+    }
+    if (this.#draining) return { status: 'degraded', reason: 'draining: no new connections until resume()', ...base };
+    if (this.#waiters.size > this.#o.max) {
+      return { status: 'degraded', reason: `saturated: ${this.#waiters.size} callers waiting for ${this.#o.max} connections`, ...base };
+    }
+    return { status: 'ok', ...base };
   }
 
   stats(): PoolStats {

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import pg from 'pg';
-import { createPool, type Lease, type Pool, type PoolStats } from '../../index.js';
+import { createPool, type Lease, type Pool, type PoolHealth, type PoolStats } from '../../index.js';
 import { InvalidPoolOptionError } from '../../pool/errors.js';
 import { DEFAULTS, defaultOnError, POOL_OPTION_KEYS, type AcquireOptions, type Adapter, type PoolOptions } from '../../pool/options.js';
 import { PoolError } from '../../pool/errors.js';
@@ -391,6 +391,10 @@ class PostgresPoolImpl implements PostgresPool {
 
   stats(): PoolStats {
     return this.#pool.stats();
+  }
+
+  health(): PoolHealth {
+    return this.#pool.health();
   }
 
   warmup(): Promise<void> {
