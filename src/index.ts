@@ -1,6 +1,8 @@
 /**
  * lifeguard: a resilient connection pool. This entry is the database-agnostic core;
  * `lifeguard/postgres` adds PostgreSQL over node-postgres.
+ *
+ * @module lifeguard
  */
 export { createPool } from './pool/pool.js';
 export type { Pool, Lease, PoolStats, PoolHealth, HealthStatus, DestroyReason, CircuitState } from './pool/pool.js';
@@ -24,3 +26,19 @@ export {
   LeakDetectedError,
 } from './pool/errors.js';
 export type { AcquireTimeoutReason, AcquireTimeoutStats } from './pool/errors.js';
+export { instrumentPool, DB_CLIENT_CONNECTION_METRICS } from './metrics/otel.js';
+export type {
+  InstrumentPoolOptions,
+  InstrumentablePool,
+  PoolInstrumentation,
+  MeterLike,
+  MetricOptionsLike,
+  MetricAttributesLike,
+  CounterLike,
+  HistogramLike,
+  ObservableLike,
+  BatchObservableResultLike,
+  BatchObservableCallbackLike,
+} from './metrics/otel.js';
+export { toPrometheusText, PROMETHEUS_CONTENT_TYPE } from './metrics/prometheus.js';
+export type { PrometheusPool, NamedPool } from './metrics/prometheus.js';

@@ -891,7 +891,8 @@ async function runSoak(): Promise<SoakResult> {
       stats = pool.stats();
       links = proxy.stats().active;
       server = await db.sessions(app).catch(() => -1);
-      if (server === stats.size && links === stats.size && stats.creating === 0) {
+      // Destroys still closing their sockets (a lifetime retirement just before the hold) count as open handles: wait for them too.
+      if (server === stats.size && links === stats.size && stats.creating === 0 && stats.destroying === 0) {
         equalAfterMs = now() - eqFrom;
         break;
       }
@@ -919,7 +920,7 @@ async function runSoak(): Promise<SoakResult> {
           .filter((space) => space.space_used_size > 512 * 1024)
           .map((space) => [space.space_name.replace(/_space$/, ''), mb(space.space_used_size)]),
       ),
-      handles: handleCounts(pool.stats().size),
+      handles: handleCounts(pool.stats().size + pool.stats().destroying),
       listeners,
       data,
     };
