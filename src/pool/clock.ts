@@ -1,17 +1,19 @@
 import { performance } from 'node:perf_hooks';
 
 /**
- * The pool's only source of time. Tests inject a virtual clock; production uses
- * {@link systemClock}. Times are monotonic milliseconds, never wall-clock, so NTP steps
+ * The pool's only source of time. Tests inject a virtual clock; production uses the
+ * system clock (`performance.now()` and `setTimeout`). Times are monotonic milliseconds, never wall-clock, so NTP steps
  * and `Date` jumps change nothing.
  */
 export interface Clock {
+  /** Monotonic time in milliseconds. */
   now(): number;
   /**
    * Pool timers must not keep the process alive (`unref`), except the one `close()`
    * awaits: its caller is waiting for it, so it passes `keepAlive: true`.
    */
   setTimeout(callback: () => void, ms: number, keepAlive?: boolean): ClockTimer;
+  /** Cancel a timer made by `setTimeout`; a timer that already fired or was cleared is ignored. */
   clearTimeout(timer: ClockTimer): void;
 }
 

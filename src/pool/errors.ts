@@ -5,6 +5,7 @@
  * only appear as `cause`.
  */
 export class PoolError extends Error {
+  /** Stable machine-readable code, e.g. `POOL_ACQUIRE_TIMEOUT`; see the README's error table. */
   readonly code: string;
 
   constructor(message: string, code: string, options?: ErrorOptions) {
@@ -16,11 +17,17 @@ export class PoolError extends Error {
 
 /** Gauges attached to an {@link AcquireTimeoutError}: what the pool looked like when the deadline passed. */
 export interface AcquireTimeoutStats {
+  /** The `max` option. */
   readonly max: number;
+  /** Live resources. */
   readonly size: number;
+  /** Resources ready to hand out. */
   readonly idle: number;
+  /** Resources held by callers. */
   readonly leased: number;
+  /** Creates in flight. */
   readonly creating: number;
+  /** Acquires queued, this one included. */
   readonly waiting: number;
 }
 
@@ -34,8 +41,11 @@ export type AcquireTimeoutReason = 'saturated' | 'create-failing' | 'slow-create
 
 /** The acquire's deadline passed before a healthy resource could be handed out. */
 export class AcquireTimeoutError extends PoolError {
+  /** The pool's gauges when the deadline passed. */
   readonly stats: AcquireTimeoutStats;
+  /** Why no resource could be handed out in time. */
   readonly reason: AcquireTimeoutReason;
+  /** The deadline that passed, in ms. */
   readonly timeoutMs: number;
 
   constructor(timeoutMs: number, reason: AcquireTimeoutReason, stats: AcquireTimeoutStats, cause?: unknown) {
@@ -64,6 +74,7 @@ export class PoolClosedError extends PoolError {
 
 /** More than `maxWaiting` acquires were already queued. */
 export class PoolQueueFullError extends PoolError {
+  /** The `maxWaiting` option. */
   readonly maxWaiting: number;
 
   constructor(maxWaiting: number) {
@@ -85,6 +96,7 @@ export class CircuitOpenError extends PoolError {
 
 /** A create failed in a way that retrying cannot fix (`isRetryable(err) === false`), or retries ran out. */
 export class CreateResourceError extends PoolError {
+  /** Create attempts made before giving up. */
   readonly attempts: number;
 
   constructor(message: string, cause: unknown, attempts: number) {
@@ -123,6 +135,7 @@ export class LeaseReleasedError extends PoolError {
 
 /** Bad pool or acquire options; the message names the option, the expectation and the value given. */
 export class InvalidPoolOptionError extends PoolError {
+  /** The option at fault, e.g. `max`, `retry.factor`, `connectionString`. */
   readonly option: string;
 
   constructor(option: string, message: string) {
@@ -141,6 +154,7 @@ export class InvalidPoolOptionError extends PoolError {
  * the stack of the `acquire()` call that took the lease, so the leak points at its source.
  */
 export class LeakDetectedError extends PoolError {
+  /** How long the lease had been held when it was reported, in ms. */
   readonly heldMs: number;
 
   constructor(heldMs: number, acquireStack: string | undefined) {

@@ -1,14 +1,19 @@
-/** count, p50, p99 and max of a duration distribution, in milliseconds. */
+/** count, p50, p99, max and mean of a duration distribution, in milliseconds. */
 export interface Summary {
+  /** Measurements recorded. */
   readonly count: number;
+  /** Median, ms (within 6.25 %). */
   readonly p50: number;
+  /** 99th percentile, ms (within 6.25 %). */
   readonly p99: number;
+  /** Largest measurement, ms (exact). */
   readonly max: number;
+  /** Mean, ms (exact); 0 when nothing was recorded. */
   readonly mean: number;
 }
 
 // Log-linear buckets over whole microseconds: exact below 32 µs, then 16 buckets per
-// power of two (≤ 6.25 % relative error), up to 2^31 µs (~36 min). 448 counters,
+// power of two (≤ 6.25 % relative error), up to 2^31 µs (~36 min). 464 counters,
 // whatever the traffic: memory is bounded, recording is a few integer operations.
 const SUB_BITS = 4;
 const SUB = 1 << SUB_BITS;

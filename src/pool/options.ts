@@ -3,6 +3,7 @@ import { InvalidPoolOptionError } from './errors.js';
 
 /** What `Adapter.create` gets: the attempt's signal and number, and a way to report a later death. */
 export interface CreateContext {
+  /** Aborts when the attempt exceeds `createTimeoutMs` or the pool closes: stop connecting. */
   readonly signal: AbortSignal;
   /** 1 for the first attempt of a create, 2 for its first retry, … */
   readonly attempt: number;
@@ -62,6 +63,7 @@ export interface CircuitBreakerOptions {
   readonly cooldownMs?: number;
 }
 
+/** Options of {@link createPool}. Durations are in milliseconds; each default is given beside its option. */
 export interface PoolOptions<T> {
   /** The driver adapter. Required. */
   readonly adapter: Adapter<T>;
@@ -103,6 +105,7 @@ export interface PoolOptions<T> {
   readonly clock?: Clock;
 }
 
+/** Per-call options of `acquire()` and `withConnection()`. */
 export interface AcquireOptions {
   /** Abort the wait; the acquire rejects with `signal.reason`. */
   readonly signal?: AbortSignal;

@@ -41,8 +41,17 @@ export interface Lease<T> extends AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/**
+ * A pool of resources of type `T`, made by {@link createPool} (or `createPostgresPool` from
+ * `lifeguard/postgres`). Disposable: `await using pool = createPool(...)` closes it at scope end.
+ */
 export interface Pool<T> extends AsyncDisposable {
-  /** Borrow a resource within the acquire deadline. */
+  /**
+   * Borrow a resource within the acquire deadline (`options.timeoutMs`, else
+   * `acquireTimeoutMs`). Rejects with `AcquireTimeoutError`, `PoolClosedError`,
+   * `PoolQueueFullError`, `CircuitOpenError`, `CreateResourceError`, `InvalidPoolOptionError`
+   * (bad options), or `signal.reason` when `options.signal` aborts.
+   */
   acquire(options?: AcquireOptions): Promise<Lease<T>>;
   /**
    * Run `fn` with a borrowed resource and always give it back: released when `fn`
@@ -92,29 +101,53 @@ export interface Pool<T> extends AsyncDisposable {
 /** Why a resource was destroyed. */
 export type DestroyReason = 'broken' | 'pingFailed' | 'resetFailed' | 'idle' | 'lifetime' | 'closed' | 'user' | 'drained' | 'invalidated';
 
+/**
+ * The circuit breaker: `closed` (creates allowed), `open` (acquires that need a new resource
+ * fail fast with `CircuitOpenError`), `half-open` (one probe create is running).
+ */
 export type CircuitState = 'closed' | 'open' | 'half-open';
 
+/**
+ * `ok`; `degraded`: still serving, but creates fail, more callers wait than `max`, or the
+ * pool is draining; `down`: the breaker is open, or creates fail and no connection is left;
+ * `closed`: `close()` was called. A readiness probe answers 200 for `ok` and `degraded`.
+ */
 export type HealthStatus = 'ok' | 'degraded' | 'down' | 'closed';
 
+/** What {@link Pool.health} returns: a verdict for a readiness probe, with the numbers behind it. */
 export interface PoolHealth {
+  /** The verdict. */
   readonly status: HealthStatus;
   /** Why it is not `ok`, in a sentence; absent when it is. */
   readonly reason?: string;
   /** The last create error, while creates are failing. */
   readonly lastError?: unknown;
+  /** Live resources (as {@link PoolStats.size}). */
   readonly size: number;
+  /** The `max` option. */
   readonly max: number;
+  /** Acquires queued for a resource. */
   readonly waiting: number;
+  /** The circuit breaker's state. */
   readonly circuit: CircuitState;
 }
 
+/**
+ * What {@link Pool.stats} returns: gauges derived from each resource's state, counters
+ * since the pool was created, and timing summaries.
+ */
 export interface PoolStats {
+  /** The `max` option. */
   readonly max: number;
+  /** The `min` option. */
   readonly min: number;
   /** Live resources: idle + leased + checking + resetting. `size + creating <= max` always. */
   readonly size: number;
+  /** Resources ready to hand out. */
   readonly idle: number;
+  /** Resources held by callers. */
   readonly leased: number;
+  /** Creates in flight (each holds a slot toward `max`). */
   readonly creating: number;
   /** Idle resources being health-checked (borrow-time or keepalive ping). */
   readonly checking: number;
@@ -122,6 +155,7 @@ export interface PoolStats {
   readonly resetting: number;
   /** Resources whose destroy is still running; their slots are already free. */
   readonly destroying: number;
+  /** Acquires queued for a resource. */
   readonly waiting: number;
   /** Acquires that got a resource. */
   readonly acquired: number;
@@ -130,12 +164,25 @@ export interface PoolStats {
   /** Acquires whose signal aborted, before or while they waited. */
   readonly aborted: number;
   /** Acquires refused: closed pool, full queue, open circuit, or a create that cannot succeed. */
-  readonly rejected: { readonly closed: number; readonly queueFull: number; readonly circuitOpen: number; readonly createFailed: number };
+  readonly rejected: {
+    /** `PoolClosedError`. */
+    readonly closed: number;
+    /** `PoolQueueFullError`. */
+    readonly queueFull: number;
+    /** `CircuitOpenError`. */
+    readonly circuitOpen: number;
+    /** `CreateResourceError`: a non-retryable create failure, or retries exhausted. */
+    readonly createFailed: number;
+  };
+  /** Resources created. */
   readonly created: number;
   /** Failed create attempts (each retry counts). */
   readonly createFailed: number;
+  /** Resources destroyed, whatever the reason. */
   readonly destroyed: number;
+  /** Resources destroyed, by reason. */
   readonly destroyedByReason: Readonly<Record<DestroyReason, number>>;
+  /** The circuit breaker's state. */
   readonly circuit: CircuitState;
   /** Between drain() and resume(). */
   readonly draining: boolean;
@@ -290,6 +337,11 @@ class AttemptFailure extends Error {
   }
 }
 
+/**
+ * Make a pool. Options are validated here, once: a bad value or an unknown key throws
+ * `InvalidPoolOptionError`. With `min > 0`, creating `min` resources starts at once in the
+ * background (`warmup()` waits for them).
+ */
 export function createPool<T>(options: PoolOptions<T>): Pool<T> {
   return new PoolImpl(resolveOptions(options));
 }

@@ -1,3 +1,10 @@
+/**
+ * `lifeguard/postgres`: PostgreSQL over node-postgres (`pg`, a peer dependency).
+ * {@link createPostgresPool} makes a {@link PostgresPool}; the error classifiers say how a
+ * PostgreSQL or socket error affects the pool.
+ *
+ * @module lifeguard/postgres
+ */
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import pg from 'pg';
@@ -27,8 +34,17 @@ export type ResetOnRelease = 'none' | 'rollback' | 'discard';
 /** What to do with a client released inside a transaction: destroy it (pgxpool), or roll back and reuse it. */
 export type DirtyRelease = 'destroy' | 'rollback';
 
+/**
+ * The `pg.ClientConfig` fields lifeguard passes to each client. `connectionTimeoutMillis` is
+ * left out: the pool option `createTimeoutMs` bounds the whole create instead.
+ */
 export type PostgresClientConfig = Omit<pg.ClientConfig, 'connectionTimeoutMillis'>;
 
+/**
+ * Options of {@link createPostgresPool}: `pg.ClientConfig` fields and `connectionString`
+ * (merged explicit > URL > `PG*` environment > defaults), the core pool options except
+ * `adapter`, and the release policy below.
+ */
 export interface PostgresPoolConfig extends PostgresClientConfig, Omit<PoolOptions<pg.Client>, 'adapter'> {
   /** On every release: 'rollback' rolls back an open transaction (instead of destroying the client), 'discard' also cleans the session. @default 'none' */
   readonly resetOnRelease?: ResetOnRelease;
@@ -38,15 +54,23 @@ export interface PostgresPoolConfig extends PostgresClientConfig, Omit<PoolOptio
   readonly queryTimeoutMs?: number;
 }
 
+/** A transaction isolation level for `withTransaction`'s `BEGIN ISOLATION LEVEL …`. */
 export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
 
+/** Options of {@link PostgresPool.withTransaction}: the acquire options plus the transaction's own. */
 export interface TransactionOptions extends AcquireOptions {
+  /** Isolation level of the transaction. @default the server's default_transaction_isolation */
   readonly isolation?: IsolationLevel;
   /** Re-run the whole transaction on 40001/40P01: `true` = 3 retries. @default false */
-  readonly retry?: boolean | { readonly retries: number };
+  readonly retry?: boolean | {
+    /** Re-runs after the first attempt (an integer >= 0). */
+    readonly retries: number;
+  };
+  /** Start the transaction `READ ONLY`. @default false */
   readonly readOnly?: boolean;
 }
 
+/** A {@link Pool} of `pg.Client`s, made by {@link createPostgresPool}, with `query` and `withTransaction` helpers. */
 export interface PostgresPool extends Pool<pg.Client> {
   /** Acquire, run one query, release. */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params?: unknown[]): Promise<pg.QueryResult<R>>;
@@ -154,10 +178,18 @@ export function parsePgDuration(value: string): number {
   return Number(match[1]) * unit;
 }
 
+/**
+ * The pool's timing options that {@link postgresAdapter} compares with the server's
+ * `idle_session_timeout` on the first connection, and where the `POOL_CONFIG_WARNING` goes.
+ */
 export interface SessionLimitCheck {
+  /** The pool's `idleTimeoutMs`. */
   readonly idleTimeoutMs: number;
+  /** The pool's `maxLifetimeMs`. */
   readonly maxLifetimeMs: number;
+  /** The pool's `keepaliveMs`. */
   readonly keepaliveMs: number;
+  /** Receives the warning (a `PoolError` with code `POOL_CONFIG_WARNING`); usually the pool's `onError`. */
   readonly warn: (error: unknown) => void;
 }
 
@@ -193,7 +225,11 @@ async function checkSessionLimits(client: pg.Client, check: SessionLimitCheck): 
   }
 }
 
-/** The `pg` adapter: one narrow object the generic core drives. */
+/**
+ * The `pg` adapter behind {@link createPostgresPool}: one narrow object the generic core
+ * drives. `clientConfig` is final (see {@link resolveClientConfig}); `policy` is the release
+ * policy and the optional `idle_session_timeout` check.
+ */
 export function postgresAdapter(
   clientConfig: pg.ClientConfig,
   policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck },
