@@ -1,0 +1,138 @@
+// The faults the demo injects, one after another. Each is real: it acts on the server or
+// its sessions from outside the pool, never on the pool itself.
+
+import { firstLine, sleep } from './server.mjs';
+
+/**
+ * @typedef {object} FaultContext
+ * @property {import('./server.mjs').Server} server
+ * @property {ReturnType<typeof import('./server.mjs').adminConnection>} admin
+ * @property {string} app          the pool's application_name
+ * @property {string | undefined} role  the pool's own role (embedded), for the squeeze
+ * @property {import('./workload.mjs').Tables} tables
+ * @property {number} max          pool max
+ * @property {(ms: number) => Promise<void>} hold  wait, cut short when the demo is interrupted
+ */
+
+/**
+ * @typedef {object} FaultDef
+ * @property {string} name
+ * @property {(holdMs: number, ctx: { max: number }) => string} label  what it does, for the log and the summary
+ * @property {number} maxHoldMs  its hold is min(the run's hold, this)
+ * @property {(ctx: FaultContext) => string | undefined} unavailable  why it cannot run here, if it cannot
+ * @property {(ctx: FaultContext, holdMs: number) => Promise<string>} run  inject, hold, remove; returns a detail for the log
+ */
+
+const SESSIONS = "application_name = $1 AND backend_type = 'client backend'";
+/** The squeeze's role connection limit. */
+const SQUEEZE_LIMIT = 3;
+
+/**
+ * pg_terminate_backend only signals: wait until the sessions have really gone (at most 2 s),
+ * so the fault's window covers the moment they die.
+ * @param {FaultContext['admin']} admin
+ * @param {number[]} pids
+ * @returns {Promise<number>} how long it took, in ms
+ */
+async function untilGone(admin, pids) {
+  const started = performance.now();
+  while (pids.length > 0 && performance.now() - started < 2000) {
+    const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1)', [pids]);
+    if (rows[0]?.n === 0) break;
+    await sleep(5);
+  }
+  return Math.round(performance.now() - started);
+}
+
+/** @param {number} ms */
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+/** @type {FaultDef[]} */
+export const FAULTS = [
+  {
+    name: 'terminate',
+    label: () => "pg_terminate_backend on every session of the pool (from an admin connection)",
+    maxHoldMs: 0,
+    unavailable: () => undefined,
+    async run({ admin, app }) {
+      // MATERIALIZED: the sessions are chosen first, so the planner cannot call pg_terminate_backend on other rows.
+      const { rows } = await admin.query(`WITH s AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE ${SESSIONS}) SELECT pid FROM s WHERE pg_terminate_backend(pid)`, [app]);
+      const pids = rows.map((row) => row.pid);
+      const goneMs = await untilGone(admin, pids);
+      return `terminated ${pids.length} session(s), gone from the server after ${goneMs} ms`;
+    },
+  },
+  {
+    name: 'stall',
+    label: (holdMs) => `statement stall: an admin transaction holds an ACCESS EXCLUSIVE lock on the accounts table for ${seconds(holdMs)}; every query blocks`,
+    maxHoldMs: 1500,
+    unavailable: () => undefined,
+    async run({ admin, tables, hold }, holdMs) {
+      const client = await admin.dedicated();
+      // pg's per-query client-side bound (query_timeout; @types/pg does not declare it).
+      const bounded = (/** @type {string} */ text) => client.query(/** @type {import('pg').QueryConfig} */ ({ text, query_timeout: 5000 }));
+      try {
+        await bounded('BEGIN');
+        await bounded(`LOCK TABLE ${tables.account} IN ACCESS EXCLUSIVE MODE`);
+        const lockedAt = performance.now();
+        await hold(holdMs);
+        await bounded('ROLLBACK');
+        return `lock held ${Math.round(performance.now() - lockedAt)} ms`;
+      } finally {
+        await Promise.race([client.end().catch(() => {}), sleep(2000)]);
+      }
+    },
+  },
+  {
+    name: 'restart',
+    label: () => 'server restart: fast shutdown (every session terminated), then a start on the same port',
+    maxHoldMs: 0,
+    unavailable: ({ server }) => (server.controllable ? undefined : 'needs control of the server process (not with DATABASE_URL)'),
+    async run({ server }) {
+      const before = server.pid();
+      const started = performance.now();
+      await server.restart();
+      return `down and back up in ${Math.round(performance.now() - started)} ms (postmaster pid ${before} -> ${server.pid()})`;
+    },
+  },
+  {
+    name: 'freeze',
+    label: (holdMs) => `server frozen: SIGSTOP to the postmaster and every backend for ${seconds(holdMs)}, then SIGCONT (a stalled host or VM)`,
+    maxHoldMs: 3000,
+    unavailable: ({ server }) => (server.controllable ? undefined : 'needs control of the server process (not with DATABASE_URL)'),
+    async run({ server, hold }, holdMs) {
+      const frozen = server.freeze();
+      const at = performance.now();
+      try {
+        await hold(holdMs);
+      } finally {
+        server.thaw();
+      }
+      return `${frozen} processes frozen for ${Math.round(performance.now() - at)} ms`;
+    },
+  },
+  {
+    name: 'squeeze',
+    label: (holdMs, { max }) =>
+      `connection-limit squeeze: the pool's role limited to ${SQUEEZE_LIMIT} connections for ${seconds(holdMs)}; ` +
+      `its sessions beyond ${SQUEEZE_LIMIT} (up to ${Math.max(0, max - SQUEEZE_LIMIT)}) terminated, and its creates refused with 53300`,
+    maxHoldMs: 3000,
+    unavailable: ({ role }) => (role !== undefined ? undefined : 'needs a role of its own for the pool (not with DATABASE_URL)'),
+    async run({ admin, app, role, hold }, holdMs) {
+      await admin.query(`ALTER ROLE ${role} CONNECTION LIMIT ${SQUEEZE_LIMIT}`);
+      try {
+        const { rows } = await admin.query(
+          `WITH extra AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE ${SESSIONS} ORDER BY backend_start DESC OFFSET ${SQUEEZE_LIMIT})
+           SELECT pid FROM extra WHERE pg_terminate_backend(pid)`,
+          [app],
+        );
+        await hold(holdMs);
+        return `${rows.length} session(s) terminated, limit ${SQUEEZE_LIMIT} held for ${seconds(holdMs)}`;
+      } finally {
+        await admin.query(`ALTER ROLE ${role} CONNECTION LIMIT -1`).catch((error) => {
+          throw new Error(`could not lift the connection limit: ${firstLine(error)}`);
+        });
+      }
+    },
+  },
+];
