@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../src/index.js';
 import { sleep, usePostgres } from '../integration/harness.js';
-import { Observer, errorKind, type OpRecord } from './observer.js';
+import { Observer, type OpRecord, errorsByKind } from './observer.js';
 
 const db = usePostgres();
 
@@ -31,12 +31,6 @@ function distribution(values: readonly number[]): Distribution {
   const mean = sorted.length === 0 ? 0 : sorted.reduce((a, b) => a + b, 0) / sorted.length;
   const r = (n: number): number => Number(n.toFixed(2));
   return { count: sorted.length, mean: r(mean), p50: r(at(50)), p95: r(at(95)), p99: r(at(99)), max: r(sorted.at(-1) ?? 0) };
-}
-
-function kinds(records: readonly OpRecord[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const r of records) if (r.error !== undefined) out[errorKind(r.error)] = (out[errorKind(r.error)] ?? 0) + 1;
-  return out;
 }
 
 /** Acquires served out of arrival order: records are in arrival order; count those served before an earlier arrival. */
@@ -178,7 +172,7 @@ describe('§6 oversubscription (FAULTS.md L1, L2)', () => {
       measuredMs: Math.round(to - from),
       ops: result.ops,
       failed: result.failed,
-      timeoutsByCause: kinds(observer.records),
+      timeoutsByCause: errorsByKind(observer.records),
       ...describeWindow(run),
       ...process_,
       maxServerSessions: result.maxServerSessions,
@@ -260,7 +254,7 @@ describe('§6 oversubscription (FAULTS.md L1, L2)', () => {
       expectedDepthRatio: Number(depthRatio.toFixed(2)),
       ops: result.ops,
       failed: result.failed,
-      timeoutsByCause: kinds(observer.records),
+      timeoutsByCause: errorsByKind(observer.records),
       ...process_,
       maxServerSessions: result.maxServerSessions,
     });
@@ -390,7 +384,7 @@ describe('§6 saturation (FAULTS.md L4)', () => {
       meanWaitingLastSecond: Number(tailMeanWaiting.toFixed(2)),
       maxWaiting: Math.max(0, ...waitingSamples.map((s) => s.waiting)),
       waitingAtEnd: stats.waiting,
-      timeoutsByCause: kinds(observer.records),
+      timeoutsByCause: errorsByKind(observer.records),
       waitMs: distribution(observer.records.filter((r) => r.acquiredAt !== undefined).map((r) => r.acquiredAt! - r.startedAt)),
       created: stats.created,
       destroyedByReason: stats.destroyedByReason,
@@ -400,7 +394,7 @@ describe('§6 saturation (FAULTS.md L4)', () => {
     // The saturation was real: the burst overran the pool and the deadline.
     expect.soft(outcomes.filter((o) => !o.ok).length, 'L4: timeouts while oversubscribed').toBeGreaterThan(0);
     // Every failure is a typed acquire timeout (I8).
-    for (const kind of Object.keys(kinds(observer.records))) expect.soft(kind, 'L4: failures are AcquireTimeoutError').toBe('POOL_ACQUIRE_TIMEOUT');
+    for (const kind of Object.keys(errorsByKind(observer.records))) expect.soft(kind, 'L4: failures are AcquireTimeoutError').toBe('POOL_ACQUIRE_TIMEOUT');
     // Once the arrival rate is at or below capacity, the timeouts stop: the last 100 requests succeed.
     expect.soft(recoveredAt, `L4: the last 100 requests succeeded within ${limitMs} ms`).toBeDefined();
     // No permanently elevated waiting: below one round of the pool (max) over the last second, 0 at the end.

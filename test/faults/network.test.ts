@@ -31,7 +31,7 @@ import { isConnectionFatal, isRetryableConnectError, type PostgresPoolConfig } f
 import { AcquireTimeoutError, CreateResourceError, CreateTimeoutError, DestroyTimeoutError } from '../../src/index.js';
 import { ChaosProxy } from '../support/chaos-proxy.js';
 import { sleep, type TestPool, usePostgres, waitFor } from '../integration/harness.js';
-import { CountingClock, errorKind, Observer, type OpRecord } from './observer.js';
+import { CountingClock, Observer, errorsByKind } from './observer.js';
 import { codes, fill, note, settleMs, timeUntil } from './util.js';
 
 const execFileAsync = promisify(execFile);
@@ -121,12 +121,6 @@ function messages(error: unknown): string {
     if (typeof e !== 'object') break;
   }
   return found.join(' <- ');
-}
-
-function kinds(records: readonly { error?: unknown }[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const r of records) if (r.error !== undefined) out[errorKind(r.error)] = (out[errorKind(r.error)] ?? 0) + 1;
-  return out;
 }
 
 function percentile(values: readonly number[], p: number): number {
@@ -326,12 +320,12 @@ describe('F16 RST (reset_peer) on idle and in-flight connections', () => {
     for (const u of running) expect(isConnectionFatal(u.error), `a connection-lost error: ${String(u.error)}`).toBe(true);
     expect(rejectMs, 'the in-flight queries reject as soon as the RST arrives').toBeLessThanOrEqual(100 + SLACK_MS);
     const failed = obs.failures();
-    expect(failed.length, `only the in-flight queries failed (${JSON.stringify(kinds(failed))})`).toBe(MAX);
+    expect(failed.length, `only the in-flight queries failed (${JSON.stringify(errorsByKind(failed))})`).toBe(MAX);
     expect(pool.stats().destroyedByReason.broken, 'the reset clients were destroyed, not returned').toBe(MAX);
     const resetClients = new Set(running.map((u) => u.client));
     expect(t.uses.filter((u) => resetClients.has(u.client) && u.at > fault.at), 'a reset client is never handed out again').toEqual([]);
     expect(t.uses.filter((u) => u.at >= quietFrom && u.error === undefined).length, 'work went on after the RST').toBeGreaterThanOrEqual(MAX);
-    note('F16b', { rejectMs: round(rejectMs), kinds: kinds(running), inFlightAtFault: fault.inFlight, ops: report.ops, failed: failed.length, maxServerSessions: report.maxServerSessions });
+    note('F16b', { rejectMs: round(rejectMs), kinds: errorsByKind(running), inFlightAtFault: fault.inFlight, ops: report.ops, failed: failed.length, maxServerSessions: report.maxServerSessions });
 
     // Known disagreement (reported): the reset links' backends keep running pg_sleep after the pool
     // replaced them, so the server briefly counts more than max sessions (I2, server side). Soft, so
@@ -364,13 +358,13 @@ describe('F16 RST (reset_peer) on idle and in-flight connections', () => {
 
     const failed = obs.failures();
     const queryFailures = t.uses.filter((u) => u.error !== undefined);
-    expect(failed.length - queryFailures.length, `no acquire failed (${JSON.stringify(kinds(failed))})`).toBe(0);
+    expect(failed.length - queryFailures.length, `no acquire failed (${JSON.stringify(errorsByKind(failed))})`).toBe(0);
     const notOnResetLink = queryFailures.filter((u) => !u.clientDead || !isConnectionFatal(u.error));
     expect(notOnResetLink.map((u) => String(u.error)), 'operations that did not hit a reset link: 100 % success').toEqual([]);
     expect(failed.length, `failures <= links reset (${resets})`).toBeLessThanOrEqual(resets);
     expect(resets, 'the toxic hit links').toBeGreaterThan(rounds * 0.3 * MAX * 0.4);
     const okRate = (report.ops - report.failed) / report.ops;
-    note('F16c', { rounds, resets, ops: report.ops, failed: report.failed, okRate: round(okRate * 100), kinds: kinds(failed), created: pool.stats().created, maxSize: report.maxSize, maxServerSessions: report.maxServerSessions });
+    note('F16c', { rounds, resets, ops: report.ops, failed: report.failed, okRate: round(okRate * 100), kinds: errorsByKind(failed), created: pool.stats().created, maxSize: report.maxSize, maxServerSessions: report.maxServerSessions });
 
     // Same known disagreement as (b), when a reset hits a running pg_sleep (soft, reported).
     expect.soft(() => obs.assertInvariants(), 'I1-I3').not.toThrow();
@@ -956,7 +950,7 @@ describe('F21 connection closed mid-result (limit_data)', () => {
     await sleep(300);
     await obs2.finish();
     expect(obs2.failures(), 'operations after the toxic is gone: 0 errors').toEqual([]);
-    note('F21', { tried: outcomes.length, resolved: resolved.length, kinds: kinds(outcomes), linksHit, recoveryMs: round(recoveryMs), opsAfter: obs2.records.length });
+    note('F21', { tried: outcomes.length, resolved: resolved.length, kinds: errorsByKind(outcomes), linksHit, recoveryMs: round(recoveryMs), opsAfter: obs2.records.length });
 
     expect(recoveryMs, 'I7').toBeLessThanOrEqual(2000);
     obs.assertInvariants();
@@ -1101,7 +1095,7 @@ describe('F23 proxy down/up flapping (ECONNREFUSED + FIN storms)', () => {
     const upOps = obs.records.filter((r) => ups.some((w) => r.startedAt >= w.from && r.startedAt < w.to));
     const workerUpRate = upOps.filter((r) => r.error === undefined).length / Math.max(1, upOps.length);
     const workerOpsPerUp = ups.map((w) => obs.records.filter((r) => r.startedAt >= w.from && r.startedAt < w.to).length);
-    const probeKinds = kinds(probed.filter((p) => !p.ok));
+    const probeKinds = errorsByKind(probed.filter((p) => !p.ok));
     const downs = windows.filter((w) => !w.up);
     const attemptsPerSDown = downs.reduce((n, w) => n + w.createFailed, 0) / (downs.reduce((n, w) => n + (w.to - w.from), 0) / 1000);
     const failed = obs.failures();
@@ -1126,7 +1120,7 @@ describe('F23 proxy down/up flapping (ECONNREFUSED + FIN storms)', () => {
       flaps: FLAPS,
       ops: report.ops,
       failed: failed.length,
-      kinds: kinds(failed),
+      kinds: errorsByKind(failed),
       upRatePct: round(upRate * 100),
       perUpPct: perUp,
       probeKinds,

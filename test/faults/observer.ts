@@ -74,6 +74,17 @@ export interface Report {
   readonly serverSamples: number;
 }
 
+/** Failed records counted by `errorKind`; records without an error are skipped. */
+export function errorsByKind(records: readonly { readonly error?: unknown }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of records) {
+    if (r.error === undefined) continue;
+    const kind = errorKind(r.error);
+    out[kind] = (out[kind] ?? 0) + 1;
+  }
+  return out;
+}
+
 /** `code` when the error has one (SQLSTATE, errno, POOL_*), else its name. */
 export function errorKind(error: unknown): string {
   if (typeof error === 'object' && error !== null) {
@@ -237,22 +248,17 @@ export class Observer {
   }
 
   report(): Report {
-    const errorsByKind: Record<string, number> = {};
     let failed = 0;
     let maxLateMs = 0;
     for (const r of this.records) {
-      if (r.error !== undefined) {
-        failed++;
-        const kind = errorKind(r.error);
-        errorsByKind[kind] = (errorsByKind[kind] ?? 0) + 1;
-      }
+      if (r.error !== undefined) failed++;
       if (r.acquiredAt !== undefined) maxLateMs = Math.max(maxLateMs, r.acquiredAt - r.deadline);
     }
     return {
       ops: this.records.length,
       ok: this.records.length - failed,
       failed,
-      errorsByKind,
+      errorsByKind: errorsByKind(this.records),
       maxLateMs: Math.round(maxLateMs),
       maxSize: this.#maxSize,
       maxServerSessions: this.#maxServer,
@@ -358,9 +364,7 @@ export class Observer {
 }
 
 function summarise(records: readonly OpRecord[]): string {
-  const kinds: Record<string, number> = {};
-  for (const r of records) kinds[errorKind(r.error)] = (kinds[errorKind(r.error)] ?? 0) + 1;
-  return JSON.stringify(kinds);
+  return JSON.stringify(errorsByKind(records));
 }
 
 /**

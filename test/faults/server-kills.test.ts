@@ -17,7 +17,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isConnectionFatal, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
 import { AcquireTimeoutError, CircuitOpenError, CreateResourceError } from '../../src/index.js';
 import { freePort, pidOf, sleep, type TestPool, usePostgres, waitFor } from '../integration/harness.js';
-import { CountingClock, errorKind, Observer, type OpRecord } from './observer.js';
+import { CountingClock, errorKind, Observer, type OpRecord, errorsByKind } from './observer.js';
 import { codes, fill, note, settleMs, timeUntil } from './util.js';
 
 const db = usePostgres();
@@ -117,12 +117,6 @@ function safeJson(value: unknown): string {
   } catch {
     return '[unserialisable]';
   }
-}
-
-function kinds(records: readonly OpRecord[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const r of records) out[errorKind(r.error)] = (out[errorKind(r.error)] ?? 0) + 1;
-  return out;
 }
 
 const evictions = (pool: TestPool): number => {
@@ -236,12 +230,12 @@ describe('F1 pg_terminate_backend on idle pooled connections', () => {
     const report = await obs.finish();
 
     const failed = obs.failures(fault.at);
-    expect(failed.length, `failures ${JSON.stringify(kinds(failed))} <= sessions killed (${killed.length})`).toBeLessThanOrEqual(killed.length);
+    expect(failed.length, `failures ${JSON.stringify(errorsByKind(failed))} <= sessions killed (${killed.length})`).toBeLessThanOrEqual(killed.length);
     for (const r of failed) expect(isConnectionFatal(r.error), `a failure is a connection loss: ${String(r.error)}`).toBe(true);
     const after = obs.records.filter((r) => r.startedAt >= quietFrom);
     expect(after.length, 'operations ran after recovery').toBeGreaterThan(20);
     expect(pool.stats().destroyed - destroyedBefore, 'exactly the killed clients were destroyed').toBe(killed.length);
-    note('F1c', { killed: killed.length, inFlightAtFault: fault.inFlight, failed: failed.length, kinds: kinds(failed), healedMs: Math.round(healedMs), ops: report.ops, opsAfter: after.length });
+    note('F1c', { killed: killed.length, inFlightAtFault: fault.inFlight, failed: failed.length, kinds: errorsByKind(failed), healedMs: Math.round(healedMs), ops: report.ops, opsAfter: after.length });
 
     obs.assertInvariants();
     obs.assertErrorBudget(quietFrom);
@@ -680,15 +674,15 @@ describe('F7 server connection limit reached (53300)', () => {
     const failed = obs.failures();
     const wrongKind = failed.filter((r) => !(r.error instanceof AcquireTimeoutError && codes(r.error).includes('53300')));
     expect
-      .soft(wrongKind.length, `failures may only be AcquireTimeoutError{cause 53300}; got ${JSON.stringify(kinds(wrongKind))}, e.g. ${String(wrongKind[0]?.error)}`)
+      .soft(wrongKind.length, `failures may only be AcquireTimeoutError{cause 53300}; got ${JSON.stringify(errorsByKind(wrongKind))}, e.g. ${String(wrongKind[0]?.error)}`)
       .toBe(0);
-    expect.soft(failed.length, `0 failed operations: the offered load fits 2 connections (got ${JSON.stringify(kinds(failed))})`).toBe(0);
+    expect.soft(failed.length, `0 failed operations: the offered load fits 2 connections (got ${JSON.stringify(errorsByKind(failed))})`).toBe(0);
     expect.soft(grewMs, 'pool.size reaches demand <= 1 s after the limit is lifted').toBeLessThanOrEqual(1000);
     if (Number.isFinite(grewMs)) expect(obs.failures(liftedAt + grewMs), 'once the pool has grown, 0 failures').toEqual([]);
     note(`F7 ${label}`, {
       ops: report.ops,
       failed: failed.length,
-      kinds: kinds(failed),
+      kinds: errorsByKind(failed),
       maxSizeDuring,
       attempts,
       attemptsPerS: Math.round(attemptsPerS * 10) / 10,
@@ -770,7 +764,7 @@ describe('F8 authentication failure and credential rotation (28P01)', () => {
     }
     const slowest = Math.max(...authFailures.map(settleMs));
     expect(slowest, 'auth failures reject within createTimeoutMs, not acquireTimeoutMs').toBeLessThanOrEqual(createTimeoutMs + SLACK_MS);
-    expect(inFlightKills.length, `other failures only from the kill (${JSON.stringify(kinds(inFlightKills))})`).toBeLessThanOrEqual(killed.length);
+    expect(inFlightKills.length, `other failures only from the kill (${JSON.stringify(errorsByKind(inFlightKills))})`).toBeLessThanOrEqual(killed.length);
     for (const r of inFlightKills) expect(isConnectionFatal(r.error), String(r.error)).toBe(true);
     expect(attemptsInWindow / 2, 'I10: connect attempts/s during the window <= max / retry.minTimeout (100 ms)').toBeLessThanOrEqual(MAX / 0.1);
     expect(obs.failures(quietFrom), 'after the rotation, 100 % of acquires succeed').toEqual([]);
@@ -785,12 +779,12 @@ describe('F8 authentication failure and credential rotation (28P01)', () => {
       killed: killed.length,
       windowFailures: windowFailures.length,
       authFailures: authFailures.length,
-      authKinds: kinds(authFailures),
+      authKinds: errorsByKind(authFailures),
       slowestAuthFailureMs: Math.round(slowest),
       slowestFive: [...authFailures].sort((a, b) => settleMs(b) - settleMs(a)).slice(0, 5).map((r) => `${errorKind(r.error)} ${Math.round(settleMs(r))}ms @${Math.round(r.startedAt - fault.at)}`),
       createAttemptsInWindow: attemptsInWindow,
       recoveryMs: Number.isFinite(recoveryMs) ? Math.round(recoveryMs) : 'none in 5 s',
-      failedBetweenSwitchAndRecovery: kinds(failedAfterSwitch),
+      failedBetweenSwitchAndRecovery: errorsByKind(failedAfterSwitch),
       ops: report.ops,
     });
 
@@ -927,7 +921,7 @@ describe('F9 non-retryable configuration errors at startup', () => {
     expect(attempts, 'at most one connect attempt per acquire').toBeLessThanOrEqual(failed.length);
     expect(attempts / ((fault.endedAt! - fault.at) / 1000), 'I10: attempts/s <= max / retry.minTimeout').toBeLessThanOrEqual(MAX / 0.1);
     expect(pool.stats().timedOut).toBe(0);
-    note('F9 lazy under load', { ops: report.ops, attempts, kinds: kinds(failed), slowestMs: Math.round(slowest), circuit: pool.stats().circuit });
+    note('F9 lazy under load', { ops: report.ops, attempts, kinds: errorsByKind(failed), slowestMs: Math.round(slowest), circuit: pool.stats().circuit });
 
     obs.assertInvariants();
     await obs.assertNoOrphans();

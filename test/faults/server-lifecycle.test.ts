@@ -31,7 +31,7 @@ import { describe, expect, it } from 'vitest';
 import { isConnectionFatal, isRetryableConnectError } from '../../src/adapters/postgres/index.js';
 import type { PoolStats } from '../../src/index.js';
 import { PROVIDER, PROVIDER_CAPABILITIES, freePort, pidOf, sleep, usePostgres, waitFor, type TestDatabase, type TestPool } from '../integration/harness.js';
-import { Observer, errorKind, type OpRecord } from './observer.js';
+import { Observer, errorKind, type OpRecord, errorsByKind } from './observer.js';
 
 const db = usePostgres();
 
@@ -61,16 +61,6 @@ function codeOf(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-function kinds(records: readonly OpRecord[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const r of records) {
-    if (r.error === undefined) continue;
-    const kind = errorKind(r.error);
-    out[kind] = (out[kind] ?? 0) + 1;
-  }
-  return out;
-}
-
 /**
  * Failures that must be typed pool errors (AcquireTimeoutError or CircuitOpenError) caused by
  * one of `causes` (I8): counted by "code<-cause", with up to 5 offenders described. Returns
@@ -92,7 +82,7 @@ function typedFailures(records: readonly OpRecord[], causes: readonly string[]):
 
 /** Failures by kind for ops that started in [from, to). */
 function failuresIn(observer: Observer, from: number, to: number): Record<string, number> {
-  return kinds(observer.failures(from, to));
+  return errorsByKind(observer.failures(from, to));
 }
 
 function opsIn(observer: Observer, from: number, to = Infinity): OpRecord[] {
@@ -493,9 +483,9 @@ describe.runIf(PROVIDER_CAPABILITIES.stopStart)('B. server lifecycle (FAULTS.md 
       await sleep(300);
       const duringSmart = opsIn(observer, smartFrom, performance.now());
       figures.opsWhileShuttingDown = duringSmart.length;
-      figures.failuresWhileShuttingDown = kinds(duringSmart);
+      figures.failuresWhileShuttingDown = errorsByKind(duringSmart);
       expect.soft(duringSmart.filter((r) => r.endedAt !== undefined && r.error === undefined).length, 'F12: existing sessions keep working').toBeGreaterThan(5);
-      expect.soft(kinds(duringSmart), 'F12: no failures before drain() while the pool has its min sessions').toEqual({});
+      expect.soft(errorsByKind(duringSmart), 'F12: no failures before drain() while the pool has its min sessions').toEqual({});
 
       await killer.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'lifeguard-admin%'");
       await killer.end();
@@ -540,7 +530,7 @@ describe.runIf(PROVIDER_CAPABILITIES.stopStart)('B. server lifecycle (FAULTS.md 
         serverExitedAfterReleaseMs: round(exitedAt - releaseAt),
         attemptsWhileDraining: attemptsWhileDrained,
         attemptsBeforeResume,
-        failuresWhileDraining: kinds(drainFailures),
+        failuresWhileDraining: errorsByKind(drainFailures),
         drainFailuresBeforeTheirDeadline: early.length,
         failuresAfterResume: failuresIn(observer, upAt + I7_MS, Infinity),
         recoveryMs: round(recoveryMs),
@@ -940,7 +930,7 @@ describe.runIf(PROVIDER_CAPABILITIES.pause)('B. frozen server (docker pause / SI
         slowestInFlightQueryMs: round(slowest),
         slowestInFlightOpMs: round(slowestOp),
         opsDuringFreeze: duringFreeze.length,
-        failureKindsDuringFreeze: kinds(duringFreeze),
+        failureKindsDuringFreeze: errorsByKind(duringFreeze),
         recoveryMs: round(recoveryMs),
         destroyedByReason: pool.stats().destroyedByReason,
         ops: result.ops,
@@ -1209,7 +1199,7 @@ describe.runIf(PROVIDER.name === 'embedded')('B. failover (FAULTS.md F15)', () =
         wrongServerAfterSwitch: wrongServerAfterSwitch.length,
         recoveryMs: round(recoveryMs),
         opsStarted2sAfterPromotion: afterPromotion.length,
-        failuresAfterPromotion2s: kinds(afterPromotion),
+        failuresAfterPromotion2s: errorsByKind(afterPromotion),
         failuresStale: failuresIn(observer, switchAt, promotedAt),
         staleEnd: round(staleEnd - switchAt),
         is25006Fatal: isConnectionFatal(Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' })),
@@ -1224,7 +1214,7 @@ describe.runIf(PROVIDER.name === 'embedded')('B. failover (FAULTS.md F15)', () =
       expect.soft(oldClientUsedAfterSwitch.length, 'F15: no connection created before the switch is used after it').toBe(0);
       expect.soft(wrongServerAfterSwitch.length, 'F15: every write after the switch ran on the standby (inet_server_port)').toBe(0);
       expect.soft(afterPromotion.length, 'F15 (b): writes started >= 2 s after pg_promote()').toBeGreaterThan(20);
-      expect.soft(kinds(afterPromotion), 'F15 (b): 100 % of writes started >= 2 s after pg_promote() succeed').toEqual({});
+      expect.soft(errorsByKind(afterPromotion), 'F15 (b): 100 % of writes started >= 2 s after pg_promote() succeed').toEqual({});
       expect.soft(recoveryMs, 'F15 I7 after the re-point').toBeLessThanOrEqual(I7_MS);
       observer.assertInvariants();
       await closingChecks(observer);
