@@ -350,7 +350,7 @@ class PoolImpl<T> implements Pool<T> {
   readonly #o: ResolvedOptions<T>;
   readonly #adapter: Adapter<T>;
   readonly #clock: Clock;
-  /** The cached system clock, whose readings a deadline must be corrected for; undefined for exact clocks. */
+  /** The caching system clock, whose precise() a queued deadline starts from; undefined for other clocks. */
   readonly #systemClock: SystemClock | undefined;
   readonly #canPing: boolean;
   readonly #leakDetection: boolean;

@@ -226,6 +226,23 @@ async function checkSessionLimits(client: pg.Client, check: SessionLimitCheck): 
 }
 
 /**
+ * pg rejects queries on a dead connection with a bare "not queryable" error: from now on,
+ * give such errors the error the connection died of as their cause. Installed when the
+ * connection dies, so a live client's queries pay nothing for it.
+ */
+function causeLaterErrors(client: pg.Client, died: unknown): void {
+  const query = client.query;
+  client.query = function (this: pg.Client, ...args: unknown[]): unknown {
+    const result: unknown = (query as (...a: unknown[]) => unknown).apply(this, args);
+    if (!(result instanceof Promise)) return result;
+    return result.catch((error: unknown) => {
+      if (error instanceof Error && error.cause === undefined && error !== died) error.cause = died;
+      throw error;
+    });
+  } as typeof client.query;
+}
+
+/**
  * The `pg` adapter behind {@link createPostgresPool}: one narrow object the generic core
  * drives. `clientConfig` is final (see {@link resolveClientConfig}); `policy` is the release
  * policy and the optional `idle_session_timeout` check.
@@ -247,7 +264,10 @@ export function postgresAdapter(
       // hears of it at once, so a dead idle client is replaced now, not at its next borrow.
       client.on('error', (error: unknown) => {
         clientState.broken = true;
-        clientState.lastError ??= error;
+        if (clientState.lastError === undefined) {
+          clientState.lastError = error;
+          causeLaterErrors(client, error);
+        }
         evict();
       });
       client.on('end', () => {
@@ -266,17 +286,6 @@ export function postgresAdapter(
       };
       connection.prependListener('error', onDeath);
       connection.prependListener('end', onDeath);
-      // pg rejects queries on a dead connection with a bare "not queryable" error; give it
-      // the error the connection died of as its cause (only then: no cost on the hot path).
-      const query = client.query;
-      client.query = function (this: pg.Client, ...args: unknown[]): unknown {
-        const result: unknown = (query as (...a: unknown[]) => unknown).apply(this, args);
-        if (clientState.lastError === undefined || !(result instanceof Promise)) return result;
-        return result.catch((error: unknown) => {
-          if (error instanceof Error && error.cause === undefined && error !== clientState.lastError) error.cause = clientState.lastError;
-          throw error;
-        });
-      } as typeof client.query;
       const onAbort = (): void => {
         clientState.broken = true;
         hardClose(client);
