@@ -122,6 +122,10 @@ describe.runIf(PROVIDER_CAPABILITIES.pause)('frozen server: docker pause (F17)',
   it('acquires end at their deadline instead of hanging; after unpause the same pool works again', async () => {
     const pool = db.pool({ max: 2, pingIfIdleMs: 0, pingTimeoutMs: 300, createTimeoutMs: 500, acquireTimeoutMs: 1000, circuitBreaker: false });
     await Promise.all([pool.query('SELECT 1'), pool.query('SELECT 1')]);
+    // Under load one query may be served by the other's connection while the second create
+    // is still finishing; a create that completes just as the server freezes would be handed
+    // out unpinged (fresh) and its query would wait for the thaw. Freeze a quiet pool.
+    await waitFor('no create in flight', () => pool.stats().creating === 0 || undefined);
     await db.pause();
     try {
       const settled = await Promise.all(
