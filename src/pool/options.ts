@@ -33,8 +33,28 @@ export interface Adapter<T> {
   reset?(resource: T, signal: AbortSignal): Promise<void>;
   /** May a failed create be retried? `false` fails the waiting acquire at once. Default: always. */
   isRetryable?(error: unknown): boolean;
-  /** Does this error (thrown inside `withConnection`) mean the resource is dead? Default: never. */
-  isFatal?(error: unknown): boolean;
+  /**
+   * Does this error (thrown inside `withConnection`, or given to `lease.destroy(error)`) mean
+   * `resource` is dead? Judge by the resource's own state where you can: an error from
+   * unrelated work (an HTTP call inside the callback) must not condemn a healthy resource.
+   * Default: never.
+   */
+  isFatal?(error: unknown, resource: T): boolean;
+  /**
+   * Whether the resource's handles (sockets) may keep the process alive: the pool calls it
+   * with `false` when the resource goes idle and `true` when it is handed to a caller, so
+   * an idle pool never keeps a process alive while a leased resource's I/O does. Default:
+   * the resource's handles are left as they are.
+   */
+  ref?(resource: T, active: boolean): void;
+  /**
+   * A cheap reachability check of the server (a TCP connect, say: refused at once while it
+   * is down, costing it nothing), run every `probeIntervalMs` while creates back off after
+   * failures. When it succeeds after having failed, the server is back: the backoff (and an
+   * open breaker's cooldown) ends and a create runs at once. A probe that succeeds from the
+   * start means the failures are not about reachability; the backoff then runs its course.
+   */
+  probe?(signal: AbortSignal): Promise<void>;
 }
 
 /** Backoff for failed creates (p-retry semantics). */
@@ -146,7 +166,7 @@ export const POOL_OPTION_KEYS: ReadonlySet<string> = new Set([
 const RETRY_KEYS = new Set(['retries', 'minTimeoutMs', 'maxTimeoutMs', 'factor', 'randomize']);
 const BREAKER_KEYS = new Set(['failureThreshold', 'cooldownMs']);
 const ACQUIRE_KEYS = new Set(['signal', 'timeoutMs', 'priority']);
-const ADAPTER_HOOKS = ['isBroken', 'ping', 'reset', 'isRetryable', 'isFatal'] as const;
+const ADAPTER_HOOKS = ['isBroken', 'ping', 'reset', 'isRetryable', 'isFatal', 'ref', 'probe'] as const;
 
 /** Defaults that adapters need too (the postgres adapter compares server limits with them). */
 export const DEFAULTS = { createTimeoutMs: 10_000, idleTimeoutMs: 600_000, maxLifetimeMs: 1_800_000, keepaliveMs: 60_000 } as const;

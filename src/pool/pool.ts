@@ -569,11 +569,12 @@ class PoolImpl<T> implements Pool<T> {
     // out is abandoned at the same moment, when close() stops waiting.
     const abandoned = this.#abandoned.signal;
     const signal = options?.signal === undefined ? abandoned : AbortSignal.any([options.signal, abandoned]);
+    const resource = lease.resource;
     let result: R;
     try {
-      result = await fn(lease.resource, signal);
+      result = await fn(resource, signal);
     } catch (error) {
-      if (this.#isFatal(error)) await lease.destroy(error);
+      if (this.#isFatal(error, resource)) await lease.destroy(error);
       else await lease.release();
       throw error;
     }
@@ -616,7 +617,7 @@ class PoolImpl<T> implements Pool<T> {
     if (channels.release.hasSubscribers) channels.release.publish({ pool: this.#face, leaseMs, destroyed: true });
     entry.lease = undefined;
     // A reason that says the resource is dead is a breakage; anything else is the user's choice.
-    return this.#destroy(entry, reason !== undefined && this.#isFatal(reason) ? 'broken' : 'user');
+    return this.#destroy(entry, reason !== undefined && this.#isFatal(reason, entry.resource) ? 'broken' : 'user');
   }
 
   async #reset(entry: Entry<T>): Promise<void> {
@@ -1096,11 +1097,11 @@ class PoolImpl<T> implements Pool<T> {
     }
   }
 
-  #isFatal(error: unknown): boolean {
+  #isFatal(error: unknown, resource: T): boolean {
     const isFatal = this.#adapter.isFatal;
     if (isFatal === undefined) return false;
     try {
-      return isFatal.call(this.#adapter, error) === true;
+      return isFatal.call(this.#adapter, error, resource) === true;
     } catch (hookError) {
       this.#report(hookError);
       return false;
