@@ -38,19 +38,50 @@ function messageOf(error: unknown): string {
 }
 
 /**
+ * SQLSTATE classes that, answered to a startup packet, mean the configuration is wrong; a
+ * retry sends the same packet and gets the same answer. Seen from PostgreSQL 17:
+ * 22xxx data exception (22023 `-c statement_timeout=abc`, `statement_timeout` above
+ * 2^31-1 ms, `replication=bogus`); 42xxx (42704 unknown setting in `options`, 42601 a
+ * malformed `options` such as `-c` or `--x`, 42501 no CONNECT privilege or a superuser-only
+ * setting); 0Axxx feature not supported (e.g. an unsupported protocol version).
+ */
+const CONFIG_SQLSTATE_CLASSES = ['22', '42', '0A'];
+/** 55P02: a postmaster-only setting in `options` (`-c shared_buffers=…`). */
+const CONFIG_SQLSTATES = new Set(['3D000', '55P02']);
+/**
+ * 08P01 (protocol violation) is also what PgBouncer answers to transient trouble (no server
+ * connection, `max_client_conn`), so only the startup-packet complaints are configuration:
+ * PostgreSQL's "invalid startup packet layout" (a NUL in a parameter) and PgBouncer's
+ * "unsupported startup parameter" (`options`, `statement_timeout` … behind a pooler).
+ */
+const CONFIG_PROTOCOL_VIOLATION = /startup packet|unsupported startup parameter|unsupported frontend protocol/i;
+/** Client-side errors at connect that a retry reproduces: a password function's bad result, pg's own config checks. */
+const CONFIG_MESSAGES = [
+  'does not support SSL',
+  'self-signed certificate',
+  'Password must be a string',
+  'client password must be a string',
+  'Invalid sslnegotiation value',
+  'requires SSL to be enabled',
+];
+
+/**
  * May a failed connect be retried? No for authentication (28xxx), unknown database
- * (3D000), unknown host (ENOTFOUND) and TLS configuration; yes for connection-class
- * errors (08xxx), shutdown/starting up (57P0x), too many connections (53300), socket
- * errors and timeouts.
+ * (3D000), a startup parameter the server refuses (22xxx, 42xxx, 0Axxx, 55P02, 08P01 about
+ * the startup packet), unknown host (ENOTFOUND) and TLS configuration; yes for the other
+ * connection-class errors (08xxx), shutdown/starting up (57P0x), a database not accepting
+ * connections (55000), too many connections (53300), socket errors and timeouts.
  */
 export function isRetryableConnectError(error: unknown): boolean {
   const code = codeOf(error);
+  const message = messageOf(error);
   if (code !== undefined) {
-    if (code.startsWith('28') || code === '3D000' || code === 'ENOTFOUND') return false;
+    if (code.startsWith('28') || CONFIG_SQLSTATES.has(code) || code === 'ENOTFOUND') return false;
+    if (CONFIG_SQLSTATE_CLASSES.some((prefix) => code.startsWith(prefix))) return false;
+    if (code === '08P01' && CONFIG_PROTOCOL_VIOLATION.test(message)) return false;
     if (TLS_CONFIG_CODES.has(code)) return false;
   }
-  const message = messageOf(error);
-  if (message.includes('does not support SSL') || message.includes('self-signed certificate')) return false;
+  if (CONFIG_MESSAGES.some((fragment) => message.includes(fragment))) return false;
   return true;
 }
 
