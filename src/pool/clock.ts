@@ -20,6 +20,9 @@ export interface Clock {
 /** Opaque handle returned by {@link Clock.setTimeout}. */
 export type ClockTimer = unknown;
 
+/** Node fires any timer above 2^31-1 ms after 1 ms (with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Reading the monotonic clock costs ~50 ns, as much as a whole acquire+release, so the
  * system clock caches its reading. The cache is refreshed every 16 reads and expires at
@@ -31,9 +34,15 @@ export class SystemClock implements Clock {
   #cached = 0;
   #budget = 0;
   #fresh = false;
+  readonly #maxTimerMs: number;
   readonly #expire = (): void => {
     this.#fresh = false;
   };
+
+  /** @param maxTimerMs the longest single Node timer (tests lower it to exercise chaining). */
+  constructor(maxTimerMs = MAX_TIMER_MS) {
+    this.#maxTimerMs = maxTimerMs;
+  }
 
   now(): number {
     if (this.#fresh && --this.#budget > 0) return this.#cached;
@@ -52,33 +61,44 @@ export class SystemClock implements Clock {
   }
 
   setTimeout(callback: () => void, ms: number, keepAlive = false): ClockTimer {
-    const timer = setTimeout(callback, ms);
-    return keepAlive ? timer : timer.unref();
+    if (ms <= this.#maxTimerMs) {
+      const timer = setTimeout(callback, ms);
+      return keepAlive ? timer : timer.unref();
+    }
+    return new LongTimer(callback, performance.now() + ms, this.#maxTimerMs, keepAlive);
   }
 
   clearTimeout(timer: ClockTimer): void {
-    clearTimeout(timer as NodeJS.Timeout);
+    if (timer instanceof LongTimer) timer.clear();
+    else clearTimeout(timer as NodeJS.Timeout);
+  }
+}
+
+/**
+ * A timer longer than one Node timer can be: a chain of timers, each re-armed for what is
+ * left, so a 30-day `close({ timeoutMs })` waits 30 days instead of 1 ms. `Infinity` never fires.
+ */
+class LongTimer {
+  #timer: NodeJS.Timeout | undefined;
+  readonly #arm = (): void => {
+    const left = this.due - performance.now();
+    this.#timer = left > this.maxTimerMs ? setTimeout(this.#arm, this.maxTimerMs) : setTimeout(this.callback, Math.max(0, left));
+    if (!this.keepAlive) this.#timer.unref();
+  };
+
+  constructor(
+    readonly callback: () => void,
+    readonly due: number,
+    readonly maxTimerMs: number,
+    readonly keepAlive: boolean,
+  ) {
+    if (due !== Infinity) this.#arm();
+  }
+
+  clear(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
   }
 }
 
 export const systemClock = new SystemClock();
-
-
-/** Sleep on `clock`, rejecting with `signal.reason` when `signal` aborts first. */
-export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clock.clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}

@@ -113,6 +113,13 @@ export interface PoolOptions<T> {
   readonly keepaliveMs?: number;
   /** Report a lease held longer than this, once, as a `LeakDetectedError` to `onError`. `Infinity` never. @default Infinity */
   readonly leakDetectionMs?: number;
+  /**
+   * While creates fail, run the adapter's `probe` (a cheap reachability check) this often;
+   * when it succeeds after having failed, the server is back and a create runs at once
+   * instead of at the end of the backoff. `Infinity` never probes. Without a `probe` hook
+   * it does nothing. @default 100
+   */
+  readonly probeIntervalMs?: number;
   /** Most creates in flight at once. @default min(max, 4) */
   readonly maxConnecting?: number;
   /** Backoff for failed creates. */
@@ -151,6 +158,7 @@ export interface ResolvedOptions<T> {
   readonly maxLifetimeMs: number;
   readonly keepaliveMs: number;
   readonly leakDetectionMs: number;
+  readonly probeIntervalMs: number;
   readonly maxConnecting: number;
   readonly retry: Required<RetryOptions>;
   readonly circuitBreaker: Required<CircuitBreakerOptions> | false;
@@ -160,7 +168,7 @@ export interface ResolvedOptions<T> {
 
 export const POOL_OPTION_KEYS: ReadonlySet<string> = new Set([
   'adapter', 'max', 'min', 'maxWaiting', 'acquireTimeoutMs', 'createTimeoutMs', 'pingIfIdleMs', 'pingTimeoutMs',
-  'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'keepaliveMs', 'leakDetectionMs',
+  'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'keepaliveMs', 'leakDetectionMs', 'probeIntervalMs',
   'maxConnecting', 'retry', 'circuitBreaker', 'onError', 'clock',
 ]);
 const RETRY_KEYS = new Set(['retries', 'minTimeoutMs', 'maxTimeoutMs', 'factor', 'randomize']);
@@ -205,6 +213,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
   const maxLifetimeMs = duration('maxLifetimeMs', options.maxLifetimeMs, DEFAULTS.maxLifetimeMs, false, true);
   const keepaliveMs = duration('keepaliveMs', options.keepaliveMs, DEFAULTS.keepaliveMs, false, true);
   const leakDetectionMs = duration('leakDetectionMs', options.leakDetectionMs, Infinity, false, true);
+  const probeIntervalMs = duration('probeIntervalMs', options.probeIntervalMs, 100, false, true);
 
   return {
     adapter,
@@ -221,6 +230,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
     maxLifetimeMs,
     keepaliveMs,
     leakDetectionMs,
+    probeIntervalMs,
     maxConnecting,
     retry: checkRetry(options.retry),
     circuitBreaker: checkBreaker(options.circuitBreaker),

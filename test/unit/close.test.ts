@@ -71,14 +71,18 @@ describe('acquires during and after close (M19, M21)', () => {
     expect(closing.done).toBe(true);
   });
 
-  it('a waiter whose create is in flight at close rejects with PoolClosedError too', async () => {
+  it('a waiter whose create is in flight at close rejects with PoolClosedError at once', async () => {
     const { pool, fake, clock } = setup();
     fake.script.create.push({ kind: 'never' });
-    const pending = errorOf(pool.acquire());
+    const pending = track(pool.acquire());
     await clock.advance(0);
     expect(pool.stats().creating).toBe(1);
-    await pool.close();
-    expect(await pending).toBeInstanceOf(PoolClosedError);
+    const closing = track(pool.close({ timeoutMs: 100 }));
+    await clock.advance(0);
+    expect(pending.error).toBeInstanceOf(PoolClosedError);
+    expect(closing.done).toBe(false); // the create has not settled yet
+    await clock.advance(100);
+    expect(closing.ok).toBe(true);
   });
 
   it('acquire after close returns a rejected promise (never a synchronous throw)', async () => {
@@ -254,36 +258,68 @@ describe('close() destroys idle resources and aborts creates', () => {
     expect(fake.live.size).toBe(0);
   });
 
-  it('aborts in-flight creates: their signal aborts and close does not wait for them', async () => {
-    const { pool, fake, clock } = setup({ max: 3 });
+  it('aborts in-flight creates; a create that never settles holds close() only until its timeoutMs, then is reported', async () => {
+    const { pool, fake, clock, errors } = setup({ max: 3 });
     fake.defaults.create = { kind: 'never' };
     const pending = [errorOf(pool.acquire()), errorOf(pool.acquire())];
     await clock.advance(0);
     expect(pool.stats().creating).toBe(2);
     expect(fake.createSignals.map((s) => s.aborted)).toEqual([false, false]);
 
-    await pool.close();
+    const closing = track(pool.close({ timeoutMs: 1000 }));
+    await clock.advance(0);
     expect(fake.createSignals.map((s) => s.aborted)).toEqual([true, true]);
     expect(fake.createSignals[0]?.reason).toBeInstanceOf(PoolClosedError);
     expect(pool.stats()).toMatchObject({ creating: 0, size: 0 });
     for (const error of await Promise.all(pending)) expect(error).toBeInstanceOf(PoolClosedError);
+    await clock.advance(999);
+    expect(closing.done).toBe(false);
+    await clock.advance(1);
+    expect(closing.ok).toBe(true);
+    expect(errors.map((e) => (e as { code?: string }).code)).toContain('POOL_CLOSE_TIMEOUT');
+    expect(clock.pendingTimers).toBe(0);
   });
 
-  it('a create that ignores its signal and resolves after close is destroyed, never leaked', async () => {
+  it('a create that ignores its signal and resolves after close is destroyed before close() resolves', async () => {
     const { pool, fake, clock } = setup();
     fake.script.create.push({ kind: 'slow', ms: 500 });
     const pending = errorOf(pool.acquire());
     await clock.advance(100);
-    await pool.close();
+    const closing = track(pool.close());
     expect(await pending).toBeInstanceOf(PoolClosedError);
     expect(fake.created).toBe(0);
+    await clock.advance(399);
+    expect(closing.done).toBe(false);
 
-    await clock.advance(400); // the create finally resolves
+    await clock.advance(1); // the create finally resolves, and its resource is destroyed
+    expect(closing.ok).toBe(true);
     expect(fake.created).toBe(1);
     expect(fake.destroyed).toBe(1);
     expect(fake.live.size).toBe(0);
     expect(pool.stats().size).toBe(0);
     expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('with min and a destroy that throws, close() resolves only after the late resource was destroyed', async () => {
+    const { pool, fake, clock, errors } = setup(
+      { min: 2 },
+      {
+        prepare: (fake) => {
+          fake.defaults.create = { kind: 'slow', ms: 200 };
+          fake.defaults.destroy = { kind: 'throw', error: new Error('destroy blew up') };
+        },
+      },
+    );
+    await clock.advance(50);
+    expect(pool.stats().creating).toBe(2);
+    const closing = track(pool.close());
+    await clock.advance(149);
+    expect(closing.done).toBe(false);
+    expect(fake.destroyed).toBe(0);
+    await clock.advance(1);
+    expect(closing.ok).toBe(true);
+    expect(fake.created).toBe(2);
+    expect(errors.filter((e) => (e as Error).message === 'destroy blew up')).toHaveLength(2);
   });
 
   it('a pending ping at close: close waits for it, then destroys the resource', async () => {
@@ -359,8 +395,10 @@ describe('close() clears every timer', () => {
     const waiting = errorOf(pool.acquire());
     await clock.advance(0);
     expect(clock.pendingTimers).toBe(2); // the deadline and the create timeout
-    await pool.close();
+    const closing = track(pool.close({ timeoutMs: 10 }));
     expect(await waiting).toBeInstanceOf(PoolClosedError);
+    await clock.advance(10); // the create never settles: close() gives up on it at its timeout
+    expect(closing.ok).toBe(true);
     expect(clock.pendingTimers).toBe(0);
   });
 });
