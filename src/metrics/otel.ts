@@ -177,6 +177,13 @@ export function instrumentPool(pool: InstrumentablePool, options: InstrumentPool
   if (pool === null || typeof pool !== 'object' || typeof pool.stats !== 'function') {
     throw InvalidPoolOptionError.expected('pool', 'a lifeguard pool', pool);
   }
+  // Twice would silently double every counter and histogram.
+  if (instrumented.get(pool)?.stopped === false) {
+    throw new InvalidPoolOptionError(
+      'pool',
+      'This pool is already instrumented: call stop() on the PoolInstrumentation that instrumentPool() returned before instrumenting it again',
+    );
+  }
   const { meter, poolName } = (options ?? {}) as Partial<InstrumentPoolOptions>;
   if (
     meter === null ||
@@ -276,10 +283,15 @@ export function instrumentPool(pool: InstrumentablePool, options: InstrumentPool
 
   meter.addBatchObservableCallback(observe, observables);
   for (const [name, listener] of subscriptions) diagnostics.subscribe(name, listener);
-  return {
+  const instrumentation: PoolInstrumentation = {
     stop,
     get stopped() {
       return stopped;
     },
   };
+  instrumented.set(pool, instrumentation);
+  return instrumentation;
 }
+
+/** The live instrumentation of each pool, so that a second instrumentPool() is refused. */
+const instrumented = new WeakMap<InstrumentablePool, PoolInstrumentation>();

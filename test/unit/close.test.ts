@@ -1,8 +1,5 @@
 // close(): idempotent drain, then destroy (FAULTS.md M19, M20, M21; I5).
 import { describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import {
   createPool,
   DestroyTimeoutError,
@@ -13,6 +10,7 @@ import {
   type Lease,
   type Pool,
 } from '../../src/index.js';
+import { describeChild, runNode } from '../support/child-process.js';
 import { FakeAdapter, type FakeResource } from '../support/fake-adapter.js';
 import { errorOf, setupClosingAfterEach, track } from '../support/harness.js';
 import { VirtualClock } from '../support/virtual-clock.js';
@@ -403,27 +401,11 @@ describe('close() clears every timer', () => {
   });
 });
 
-const DIST_INDEX = new URL('../../dist/index.js', import.meta.url);
-
-/** Run a small ESM program against the built package in a fresh `node`; returns its stdout. */
+/** Run a small ESM program against the built package in a fresh `node`; returns its stdout, and fails unless it exits 0. */
 function runChild(script: string, env: Record<string, string>): string {
-  if (!existsSync(fileURLToPath(DIST_INDEX))) {
-    throw new Error(`${fileURLToPath(DIST_INDEX)} is missing: run \`npm run build\` first (\`npm test\` builds before running vitest).`);
-  }
-  // execFileSync throws when the child exits non-zero or is still running at `timeout`.
-  try {
-    return execFileSync(process.execPath, ['--input-type=module', '--unhandled-rejections=strict', '-e', script], {
-      env: { ...process.env, LIFEGUARD_DIST: DIST_INDEX.href, ...env },
-      timeout: 8000,
-      killSignal: 'SIGKILL',
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  } catch (error) {
-    const e = error as { status?: number | null; signal?: string | null; stdout?: string; stderr?: string };
-    const how = e.signal === 'SIGKILL' ? 'was still running after 8 s (killed)' : `exited with status ${String(e.status)}`;
-    throw new Error(`child process ${how}\nstdout: ${e.stdout ?? ''}\nstderr: ${e.stderr ?? ''}`);
-  }
+  const result = runNode(script, { env, nodeArgs: ['--unhandled-rejections=strict'] });
+  if (result.status !== 0) throw new Error(describeChild(result));
+  return result.stdout;
 }
 
 const CHILD_SCRIPT = `
@@ -463,10 +445,11 @@ if (mode === 'close') {
   await pool.close({ timeoutMs: 50 });
   console.log('CLOSED', pool.stats().size, pool.stats().destroyedByReason.closed);
 } else {
-  // Never closed: idle housekeeping, leak detection and a queued acquire's deadline are all armed.
+  // Never closed: idle housekeeping and leak detection are armed, leases are out, and a
+  // queued acquire keeps the process alive only until it settles (here: its deadline).
   const also = await pool.acquire();
-  const queued = pool.acquire({ timeoutMs: 200_000 });
-  queued.then((lease) => lease.release(), () => {});
+  const queued = pool.acquire({ timeoutMs: 300 });
+  queued.then((lease) => lease.release(), (error) => console.log('QUEUED-SETTLED', error.name));
   console.log('NOT-CLOSED', pool.stats().leased, pool.stats().waiting);
   void also;
 }
@@ -480,10 +463,11 @@ describe('no handle keeps the process alive (I5)', () => {
     expect(out).toContain('LIFEGUARD-CHILD-DONE 0');
   });
 
-  it('without close(), the process still exits: every pool timer is unref()ed', () => {
+  it('without close(), the process still exits once nobody awaits the pool: its housekeeping timers are unref()ed', () => {
     const out = runChild(CHILD_SCRIPT, { MODE: 'none' });
     expect(out).toContain('NOT-CLOSED 3 1');
     expect(out).toContain('LIFEGUARD-CHILD-DONE 0');
+    expect(out).toContain('QUEUED-SETTLED AcquireTimeoutError');
   });
 
   // An awaited close() must settle: its drain timer is the only thing left, so if it is

@@ -362,6 +362,18 @@ describe('instrumentPool: OpenTelemetry semantic conventions for connection pool
     expect(handle.stopped).toBe(true);
   });
 
+  it('refuses to instrument a pool twice (it would double every metric), and allows it again after stop()', async () => {
+    const pool = makePool();
+    const first = instrument(pool, 'twice');
+    expect(() => instrumentPool(pool, { meter, poolName: 'twice' })).toThrow(/already instrumented.*stop\(\)/);
+    const lease = await pool.acquire();
+    await lease.release();
+    const collected = await collect();
+    expect(histogramPoint(collected, METRIC_DB_CLIENT_CONNECTION_USE_TIME, 'twice')?.count).toBe(1);
+    first.stop();
+    instrument(pool, 'twice');
+  });
+
   it('rejects a missing meter, an empty pool name, and something that is not a pool', () => {
     const pool = makePool();
     expect(() => instrumentPool(pool, { meter: undefined as unknown as MeterLike, poolName: 'x' })).toThrow(InvalidPoolOptionError);
