@@ -251,3 +251,45 @@ describe('createTimeoutMs', () => {
     await lease.release();
   });
 });
+
+describe('AcquireTimeoutError reports the deadline the caller asked for', () => {
+  it('timeoutMs and the message carry 250, not the float noise of (now + 250) - now', async () => {
+    await using h = setup({ max: 1 });
+    const { pool, clock } = h;
+    const holder = await pool.acquire();
+    await clock.advance(4000.1); // (4000.1 + 250) - 4000.1 is 250.00000000000045
+    const acquire = track(pool.acquire({ timeoutMs: 250 }));
+    const fromDefault = track(pool.acquire({ timeoutMs: 3999.9 + 0.1 }));
+    await clock.advance(4000);
+    const error = timeoutOf(acquire);
+    expect(error.timeoutMs).toBe(250);
+    expect(error.message).toMatch(/^Timed out after 250 ms /);
+    expect(timeoutOf(fromDefault).timeoutMs).toBe(3999.9 + 0.1);
+    await holder.release();
+  });
+});
+
+describe('many creates in flight', () => {
+  it('maxConnecting 32 warms up without a "possible EventTarget memory leak" warning', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning);
+    };
+    process.on('warning', onWarning);
+    try {
+      await using h = setup({ max: 64, min: 64, maxConnecting: 32 }, { prepare: slowCreates(10) });
+      const { pool, clock } = h;
+      await clock.advance(0);
+      expect(pool.stats().creating).toBe(32);
+      const acquiring = Promise.all(Array.from({ length: 16 }, () => pool.acquire({ signal: new AbortController().signal })));
+      await clock.advance(20);
+      await pool.warmup();
+      const leases = await acquiring;
+      await Promise.all(leases.map((lease) => lease.release()));
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.map((w) => w.message)).toEqual([]);
+  });
+});
