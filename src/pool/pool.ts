@@ -761,13 +761,14 @@ class PoolImpl<T> implements Pool<T> {
       // No create for waiters that resources already on their way will serve.
       if (this.#waiters.size <= this.#onTheWay() && size + creating >= o.min) return;
       const now = this.#clock.now();
-      if (!this.#circuitAllowsCreate(now)) return;
       // A caller waiting for a non-retryable error gets its one attempt at once; `min` alone backs off.
       const blockedUntil = this.#waiters.size > this.#onTheWay() ? this.#createBlockedUntil : Math.max(this.#createBlockedUntil, this.#topUpBlockedUntil);
       if (now < blockedUntil) {
         this.#armBackoff(now, blockedUntil);
         return;
       }
+      // Last: it turns an open breaker half-open, which must mean that a probe create starts now.
+      if (!this.#circuitAllowsCreate(now)) return;
       this.#startCreate();
     }
   }
