@@ -101,8 +101,13 @@ export function isConnectionFatal(error: unknown): boolean {
   return CONNECTION_LOST.some((fragment) => message.includes(fragment));
 }
 
-/** Serialization failure (40001) or deadlock (40P01): the whole transaction may be re-run. */
+/**
+ * Serialization failure (40001) or deadlock (40P01): the whole transaction may be re-run.
+ * Also a transaction rolled back at COMMIT (`POOL_TX_ROLLED_BACK`) because of one: the
+ * callback caught the 40001, but the server had aborted the transaction all the same.
+ */
 export function isTransactionRetryable(error: unknown): boolean {
   const code = codeOf(error);
+  if (code === 'POOL_TX_ROLLED_BACK') return isTransactionRetryable((error as { cause?: unknown }).cause);
   return code === '40001' || code === '40P01';
 }

@@ -5,103 +5,46 @@
  *
  * @module lifeguard/postgres
  */
-import net from 'node:net';
 import pg from 'pg';
 import { createPool, type Lease, type Pool, type PoolHealth, type PoolStats } from '../../index.js';
-import { InvalidPoolOptionError, PoolError } from '../../pool/errors.js';
-import type { AcquireOptions, Adapter, PoolOptions } from '../../pool/options.js';
+import { PoolError } from '../../pool/errors.js';
+import type { AcquireOptions, Adapter } from '../../pool/options.js';
 import { resolvePostgresConfig, type DirtyRelease, type PostgresPoolConfig, type ResetOnRelease } from './config.js';
 import { kSetFace } from '../../pool/pool.js';
-import { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
+import { isRetryableConnectError } from './classify.js';
+import { cancelRunning, probeServer, resolvedAddress, type ServerAddress } from './cancel.js';
+import {
+  busy, hardClose, internals, isClientFatal, recordListeners, refSocket, restoreListeners, state, track, transactionStatus,
+} from './client-state.js';
+import { runTransaction, type TransactionOptions } from './transaction.js';
 
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveClientConfig } from './config.js';
 export type { DirtyRelease, PostgresClientConfig, PostgresPoolConfig, ResetOnRelease } from './config.js';
+export { TransactionRolledBackError, type IsolationLevel, type TransactionOptions } from './transaction.js';
 
-/** A transaction isolation level for `withTransaction`'s `BEGIN ISOLATION LEVEL …`. */
-export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
-
-/** Options of {@link PostgresPool.withTransaction}: the acquire options plus the transaction's own. */
-export interface TransactionOptions extends AcquireOptions {
-  /** Isolation level of the transaction. @default the server's default_transaction_isolation */
-  readonly isolation?: IsolationLevel;
-  /** Re-run the whole transaction on 40001/40P01: `true` = 3 retries. @default false */
-  readonly retry?: boolean | {
-    /** Re-runs after the first attempt (an integer >= 0). */
-    readonly retries: number;
-  };
-  /** Start the transaction `READ ONLY`. @default false */
-  readonly readOnly?: boolean;
-}
+/** What `pool.query` calls back with, in the callback style of `pg.Pool#query`. */
+export type QueryCallback<R extends pg.QueryResultRow = pg.QueryResultRow> = (error: Error | null, result?: pg.QueryResult<R>) => void;
 
 /** A {@link Pool} of `pg.Client`s, made by {@link createPostgresPool}, with `query` and `withTransaction` helpers. */
 export interface PostgresPool extends Pool<pg.Client> {
+  /**
+   * A submittable (`pg-cursor`, `pg-query-stream`, any object with a `submit` function),
+   * returned as given: it runs on a client leased for it, which is released when the
+   * submittable ends (read to the end or closed) or fails, and destroyed when the connection
+   * failed. A submittable that is never finished or closed holds its client.
+   */
+  query<S extends pg.Submittable>(submittable: S): S;
   /** Acquire, run one query, release. */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params?: unknown[]): Promise<pg.QueryResult<R>>;
-  /** BEGIN, run `fn`, COMMIT; ROLLBACK when it throws. */
+  /** Callback style, as `pg.Pool#query`: `callback(error, result)`; returns nothing. */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, callback: QueryCallback<R>): void;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params: unknown[] | undefined, callback: QueryCallback<R>): void;
+  /** BEGIN, run `fn`, COMMIT; ROLLBACK when it throws. Rejects with `TransactionRolledBackError` when the server rolled it back. */
   withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options?: TransactionOptions): Promise<R>;
 }
 
-interface ClientState {
-  broken: boolean;
-  /** The error the connection died of (a FATAL such as 25P03, a socket error): the cause of later "not queryable" errors. */
-  lastError: unknown;
-  /** A CancelRequest was already sent for the query running when the connection died. */
-  cancelled: boolean;
-}
-const kState = Symbol('lifeguard.postgres');
-type TrackedClient = pg.Client & { [kState]: ClientState; _queryQueue?: unknown[]; readyForQuery?: boolean };
-
 const DISCARD_SQL = 'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;';
-const ISOLATION_SQL: Record<IsolationLevel, string> = {
-  'read committed': 'READ COMMITTED',
-  'repeatable read': 'REPEATABLE READ',
-  serializable: 'SERIALIZABLE',
-};
-
-function state(client: pg.Client): ClientState {
-  return (client as TrackedClient)[kState];
-}
-
-/** 'I' idle, 'T' in a transaction, 'E' in a failed one; null before the first ReadyForQuery. */
-function transactionStatus(client: pg.Client): string | null {
-  const tracked = client as pg.Client & { getTransactionStatus?: () => string | null; _txStatus?: string | null };
-  return tracked.getTransactionStatus?.() ?? tracked._txStatus ?? null;
-}
-
-/** Mid-query: a query is running or queued. */
-function busy(client: pg.Client): boolean {
-  const tracked = client as TrackedClient & { _activeQuery?: unknown; _sentQueryQueue?: unknown[] };
-  // Not `readyForQuery === false` alone: after an ErrorResponse pg has no active query and is
-  // only waiting for the ReadyForQuery that follows it (a separate packet).
-  return tracked._activeQuery != null || (tracked._queryQueue?.length ?? 0) > 0 || (tracked._sentQueryQueue?.length ?? 0) > 0;
-}
-
-/** Ask the server to cancel what `client` is running (CancelRequest on a new socket); best effort, bounded. */
-function cancelRunning(client: pg.Client, force = false): Promise<void> {
-  const c = client as pg.Client & { _activeQuery?: unknown; processID?: number; secretKey?: number; host?: string; port?: number };
-  if ((!force && c._activeQuery == null) || !c.processID || c.secretKey === undefined || !c.host || c.host.startsWith('/')) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const message = Buffer.alloc(16);
-    message.writeInt32BE(16, 0);
-    message.writeInt32BE(80877102, 4);
-    message.writeInt32BE(c.processID!, 8);
-    message.writeInt32BE(c.secretKey! | 0, 12);
-    const socket = net.connect(c.port ?? 5432, c.host!, () => socket.end(message));
-    const timer = setTimeout(() => socket.destroy(), 1000).unref();
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-/** Kill the socket now: used when the protocol state is unknown (timeouts, aborts). */
-function hardClose(client: pg.Client): void {
-  const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
-  stream?.destroy();
-}
 
 /** `SHOW` output of a time setting ('0', '1500', '1s', '5min', '100ms') in milliseconds. */
 export function parsePgDuration(value: string): number {
@@ -187,11 +130,13 @@ export function postgresAdapter(
   let sessionLimits = policy.sessionLimits;
   // A reset on release (any mode but 'none') rolls an open transaction back, so dirty clients are reused.
   const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
+  // Where the probe connects: resolved once, as pg resolves it, on first use.
+  let address: ServerAddress | undefined | null = null;
+  const probeTimeoutMs = Math.min(clientConfig.connectionTimeoutMillis ?? 5000, 5000);
   const adapter: Adapter<pg.Client> = {
     async create({ signal, evict }) {
-      const client = new pg.Client(clientConfig) as TrackedClient;
-      const clientState: ClientState = { broken: false, lastError: undefined, cancelled: false };
-      client[kState] = clientState;
+      const client = new pg.Client(clientConfig);
+      const clientState = track(client);
       // For the client's whole life: a server that goes away while the client is idle or
       // leased emits 'error'; without a listener that would crash the process. The pool
       // hears of it at once, so a dead idle client is replaced now, not at its next borrow.
@@ -210,7 +155,7 @@ export function postgresAdapter(
       // A connection cut mid-query (a reset, a proxy dying) leaves its server process running
       // the query, holding a session the pool no longer counts. Cancel it; this runs before
       // pg's own handlers, which forget the active query.
-      const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
+      const connection = internals(client).connection;
       const onDeath = (): void => {
         if (!clientState.cancelled && busy(client)) {
           clientState.cancelled = true;
@@ -241,6 +186,8 @@ export function postgresAdapter(
         hardClose(client);
         throw signal.reason;
       }
+      // The listeners the client has now are the pool's; a caller's are removed when its lease ends.
+      recordListeners(client);
       return client;
     },
 
@@ -264,6 +211,11 @@ export function postgresAdapter(
     },
 
     isBroken(client) {
+      // The core checks isBroken on every borrow and return, only ever on a client nobody
+      // holds: the one point every lease boundary passes, a release handed straight to the
+      // next waiter included (no ref() call comes between). O(1) unless a caller touched
+      // the client's listeners.
+      restoreListeners(client);
       if (state(client).broken) return true;
       if (busy(client)) return true;
       const status = transactionStatus(client);
@@ -275,10 +227,25 @@ export function postgresAdapter(
     },
 
     isRetryable: isRetryableConnectError,
-    isFatal: isConnectionFatal,
+    isFatal: isClientFatal,
+
+    ref(client, active) {
+      // Both ends of a lease (the core calls ref(true) as it hands a client out, ref(false)
+      // as it goes idle): listeners a caller added are gone before anyone else can hear them.
+      restoreListeners(client);
+      refSocket(client, active);
+    },
+
+    probe(signal) {
+      if (address === null) address = resolvedAddress(clientConfig);
+      if (address === undefined) return Promise.reject(new Error('probe: no host to connect to'));
+      return probeServer(address, signal, probeTimeoutMs);
+    },
   };
   if (rollbackDirty) {
     adapter.reset = async (client, signal) => {
+      // A client handed from a reset straight to the next caller gets no ref() call in between.
+      restoreListeners(client);
       const status = transactionStatus(client);
       if (status === 'T' || status === 'E') await bounded(client, signal, () => client.query('ROLLBACK'));
       if (policy.resetOnRelease === 'discard') await bounded(client, signal, () => client.query(DISCARD_SQL));
@@ -305,9 +272,10 @@ async function bounded<R>(client: pg.Client, signal: AbortSignal, run: () => Pro
 /**
  * A pool of `pg.Client`s. Config: `pg.ClientConfig` fields and `connectionString`
  * (explicit > URL > `PG*` env > defaults), the core pool options, and
- * `resetOnRelease` / `dirtyRelease` / `queryTimeoutMs`.
+ * `resetOnRelease` / `dirtyRelease` / `queryTimeoutMs`. A bare connection string, as
+ * `new pg.Client(url)` takes, is `{ connectionString: url }`.
  */
-export function createPostgresPool(config: PostgresPoolConfig = {}): PostgresPool {
+export function createPostgresPool(config: PostgresPoolConfig | string = {}): PostgresPool {
   const resolved = resolvePostgresConfig(config);
   const adapter = postgresAdapter(resolved.clientConfig, resolved.policy);
   const pool = createPool<pg.Client>({ ...resolved.poolOptions, adapter });
@@ -371,60 +339,119 @@ class PostgresPoolImpl implements PostgresPool {
     return this.#pool.close();
   }
 
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params?: unknown[]): Promise<pg.QueryResult<R>> {
+  query<S extends pg.Submittable>(submittable: S): S;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params?: unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, callback: QueryCallback<R>): void;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params: unknown[] | undefined, callback: QueryCallback<R>): void;
+  query(text: unknown, params?: unknown, callback?: unknown): unknown {
+    if (typeof params === 'function' && callback === undefined) {
+      callback = params;
+      params = undefined;
+    }
+    if (callback !== undefined && typeof callback !== 'function') throw new TypeError('pool.query expects the callback to be a function');
+    if (typeof text === 'object' && text !== null && typeof (text as { submit?: unknown }).submit === 'function') {
+      return this.#submit(text as SubmittableQuery, callback as SubmittableQuery['callback']);
+    }
+    const result = this.#query(text, params);
+    if (callback === undefined) return result;
+    // As pg.Pool: the callback runs outside the promise chain, so a throw in it is not swallowed.
+    const cb = callback as QueryCallback;
+    result.then(
+      (value) => process.nextTick(cb, null, value),
+      (error: Error) => process.nextTick(cb, error),
+    );
+    return undefined;
+  }
+
+  #query(text: unknown, params: unknown): Promise<pg.QueryResult> {
     if (typeof text === 'function') {
       return Promise.reject(new TypeError('pool.query(fn) is not supported: pass SQL text (or a QueryConfig); use withConnection(fn) to run a function'));
     }
-    if (typeof text !== 'string' && (typeof text !== 'object' || text === null || typeof text.text !== 'string')) {
-      return Promise.reject(new TypeError('pool.query expects SQL text or a { text, values } QueryConfig'));
+    if (typeof text !== 'string' && (typeof text !== 'object' || text === null || typeof (text as { text?: unknown }).text !== 'string')) {
+      return Promise.reject(new TypeError('pool.query expects SQL text, a { text, values } QueryConfig or a submittable (pg-cursor, pg-query-stream)'));
     }
     if (params !== undefined && !Array.isArray(params)) return Promise.reject(new TypeError('pool.query expects params to be an array'));
-    return this.#pool.withConnection((client) => client.query<R>(text as string, params));
+    return this.#pool.withConnection((client) => client.query(text as string, params as unknown[] | undefined));
   }
 
-  async withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options: TransactionOptions = {}): Promise<R> {
-    if (typeof fn !== 'function') throw new TypeError('withTransaction expects a function');
-    const { isolation, retry = false, readOnly = false, ...acquireOptions } = options;
-    if (isolation !== undefined && !(isolation in ISOLATION_SQL)) {
-      throw InvalidPoolOptionError.expected('isolation', "'read committed', 'repeatable read' or 'serializable'", isolation);
+  /**
+   * Run a submittable on a client leased for it, and give the client back once the
+   * submittable is done: pg calls its `handleReadyForQuery` when it ends (a cursor read to
+   * the end or closed) and its `handleError` when it fails.
+   */
+  #submit<S extends SubmittableQuery>(submittable: S, callback: S['callback']): S {
+    if (typeof submittable.handleReadyForQuery !== 'function' || typeof submittable.handleError !== 'function') {
+      throw new TypeError('pool.query(submittable) expects handleReadyForQuery and handleError methods, which pg calls when it ends or fails');
     }
-    if (typeof retry !== 'boolean' && (typeof retry !== 'object' || retry === null)) {
-      throw InvalidPoolOptionError.expected('retry', 'true, false or { retries }', retry);
-    }
-    const retries = retry === true ? 3 : retry === false ? 0 : retry.retries;
-    if (!Number.isInteger(retries) || retries < 0) throw InvalidPoolOptionError.expected('retry.retries', 'an integer >= 0', retries);
-    const begin = `BEGIN${isolation === undefined ? '' : ` ISOLATION LEVEL ${ISOLATION_SQL[isolation]}`}${readOnly ? ' READ ONLY' : ''}`;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.#transactionOnce(fn, begin, acquireOptions);
-      } catch (error) {
-        if (attempt >= retries || !isTransactionRetryable(error)) throw error;
-        // Jittered, growing pause so the conflicting transactions do not collide again in lockstep.
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
-      }
-    }
+    if (callback !== undefined && submittable.callback == null) submittable.callback = callback;
+    this.#pool.acquire().then(
+      (lease) => {
+        const client = lease.resource;
+        let done = false;
+        const giveBack = (error: unknown): void => {
+          if (error !== undefined && isClientFatal(error, client)) void lease.destroy(error);
+          else void lease.release();
+        };
+        const finish = (error?: unknown): void => {
+          if (done) return;
+          done = true;
+          submittable.handleReadyForQuery = handleReadyForQuery;
+          submittable.handleError = handleError;
+          const c = internals(client);
+          // After an ErrorResponse the server still sends ReadyForQuery: release after it.
+          if (error === undefined || c.readyForQuery !== false || state(client).broken) {
+            giveBack(error);
+            return;
+          }
+          const connection = c.connection;
+          const settled = (): void => {
+            connection.off('readyForQuery', settled);
+            connection.off('end', settled);
+            giveBack(error);
+          };
+          connection.on('readyForQuery', settled);
+          connection.on('end', settled);
+        };
+        const handleReadyForQuery = submittable.handleReadyForQuery;
+        const handleError = submittable.handleError;
+        submittable.handleReadyForQuery = function (this: S, ...args: unknown[]): unknown {
+          try {
+            return handleReadyForQuery.apply(this, args);
+          } finally {
+            finish();
+          }
+        };
+        submittable.handleError = function (this: S, error: unknown, ...rest: unknown[]): unknown {
+          try {
+            return handleError.call(this, error, ...rest);
+          } finally {
+            finish(error);
+          }
+        };
+        try {
+          client.query(submittable as unknown as pg.Submittable);
+        } catch (error) {
+          finish(error);
+          throw error;
+        }
+      },
+      (error: unknown) => {
+        // As pg does for a query it cannot run (a closed client): the submittable hears of it.
+        process.nextTick(() => submittable.handleError(error));
+      },
+    );
+    return submittable;
   }
 
-  async #transactionOnce<R>(fn: (client: pg.Client) => Promise<R> | R, begin: string, options: AcquireOptions): Promise<R> {
-    const lease = await this.#pool.acquire(options);
-    const client = lease.resource;
-    let result: R;
-    try {
-      await client.query(begin);
-      result = await fn(client);
-      await client.query('COMMIT');
-    } catch (error) {
-      try {
-        if (!isConnectionFatal(error)) await client.query('ROLLBACK');
-      } catch {
-        await lease.destroy(error);
-        throw error;
-      }
-      if (isConnectionFatal(error)) await lease.destroy(error);
-      else await lease.release();
-      throw error;
-    }
-    await lease.release();
-    return result;
+  withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options: TransactionOptions = {}): Promise<R> {
+    return runTransaction(this.#pool, fn, options);
   }
+}
+
+/** What pg calls on a submittable (node_modules/pg/lib/client.js): `submit`, then these as it ends or fails. */
+interface SubmittableQuery {
+  submit(connection: unknown): unknown;
+  handleReadyForQuery(...args: unknown[]): unknown;
+  handleError(error: unknown, ...rest: unknown[]): unknown;
+  callback?: ((error: Error | null, result?: unknown) => void) | null;
 }
