@@ -102,6 +102,29 @@ describe('a transaction the server rolled back is reported as rolled back', () =
     expect(isTransactionRetryable(new TransactionRolledBackError(Object.assign(new Error('x'), { code: '23505' })))).toBe(false);
   });
 
+  it('an error recovered with ROLLBACK TO SAVEPOINT does not abort the transaction; the cause is the error that did, not the 25P02s after it', async () => {
+    const pool = db.pool({ max: 1 });
+    const recovered = await pool.withTransaction(async (client) => {
+      await client.query(`INSERT INTO ${ITEMS} VALUES (70, 'kept-with-savepoint')`);
+      await client.query('SAVEPOINT s');
+      await client.query(`INSERT INTO ${ITEMS} VALUES (1, 'duplicate')`).catch(() => client.query('ROLLBACK TO SAVEPOINT s'));
+      return 'committed';
+    });
+    expect(recovered).toBe('committed');
+    expect(await notes()).toContain('kept-with-savepoint');
+
+    const error = await rejectionOf(
+      pool.withTransaction(async (client) => {
+        await client.query('SAVEPOINT s');
+        await client.query(`INSERT INTO ${ITEMS} VALUES (1, 'duplicate')`).catch(() => client.query('ROLLBACK TO SAVEPOINT s'));
+        await client.query(`INSERT INTO ${ITEMS} VALUES (71, NULL)`).catch(() => {}); // 23502 aborts it
+        await client.query('SELECT 1').catch(() => {}); // 25P02: already aborted
+      }),
+    );
+    expect(error).toBeInstanceOf(TransactionRolledBackError);
+    expect((error.cause as { code?: string }).code).toBe('23502');
+  });
+
   it('errors caught by an earlier transaction on the same client are not blamed on the next one', async () => {
     const pool = db.pool({ max: 1 });
     await rejectionOf(pool.withTransaction((client) => client.query(`INSERT INTO ${ITEMS} VALUES (1, 'duplicate')`).catch(() => 'ignored')));

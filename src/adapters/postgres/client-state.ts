@@ -19,8 +19,12 @@ export interface ClientState {
   cancelled: boolean;
   /** The last ErrorResponse the server sent on this connection (the very object its query rejected with). */
   lastServerError: unknown;
-  /** The first ErrorResponse since `firstServerError` was last cleared (at each transaction's BEGIN). */
-  firstServerError: unknown;
+  /**
+   * The ErrorResponse that aborted the current transaction: the last one received while the
+   * session was not already in a failed transaction (after a ROLLBACK TO SAVEPOINT a later
+   * error is the one that counts; the 25P02s that follow it are not). Cleared at each BEGIN.
+   */
+  abortError: unknown;
   /** ParameterStatus values the server reports (PostgreSQL 14+: `in_hot_standby`, `default_transaction_read_only`). */
   readonly params: Map<string, string>;
   /** The client's own listeners once connected (the pool's), by event; undefined until then. */
@@ -68,7 +72,7 @@ export function track(client: pg.Client): ClientState {
     lastError: undefined,
     cancelled: false,
     lastServerError: undefined,
-    firstServerError: undefined,
+    abortError: undefined,
     params: new Map(),
     baseline: undefined,
     listenersChanged: false,
@@ -80,7 +84,8 @@ export function track(client: pg.Client): ClientState {
   // it to the query (prepended: pg's own listener is attached at connect).
   c.connection.prependListener('errorMessage', (error: unknown) => {
     clientState.lastServerError = error;
-    clientState.firstServerError ??= error;
+    // The status is the one of the ReadyForQuery before this statement.
+    if (c._txStatus !== 'E') clientState.abortError = error;
   });
   c.connection.on('parameterStatus', (message: { parameterName?: string; parameterValue?: string }) => {
     if (message.parameterName === 'in_hot_standby' || message.parameterName === 'default_transaction_read_only') {
@@ -208,7 +213,7 @@ export function isClientFatal(error: unknown, client: pg.Client | undefined): bo
   if (!isConnectionFatal(error)) return false;
   const clientState = state(client);
   if (error === clientState.lastError) return true;
-  if (error !== null && (error === clientState.lastServerError || error === clientState.firstServerError)) {
+  if (error !== null && (error === clientState.lastServerError || error === clientState.abortError)) {
     if ((error as { code?: unknown }).code === '25006') return sessionReadOnly(client) ?? true;
     return true;
   }

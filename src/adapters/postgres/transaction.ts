@@ -114,17 +114,17 @@ async function transactionOnce<R>(pool: Pool<pg.Client>, fn: (client: pg.Client)
   let result: R;
   let rolledBack: TransactionRolledBackError | undefined;
   try {
-    clientState.firstServerError = undefined;
+    clientState.abortError = undefined;
     await client.query(begin);
     result = await fn(client);
     // A statement failed and the callback went on: the server has aborted the transaction.
-    if (transactionStatus(client) === 'E') throw new TransactionRolledBackError(clientState.firstServerError);
+    if (transactionStatus(client) === 'E') throw new TransactionRolledBackError(clientState.abortError);
     // Queries the callback did not await are still queued ahead of COMMIT and may fail too:
     // then the server answers COMMIT with the command tag ROLLBACK, and no error.
     const commit = await client.query('COMMIT');
-    if (commit.command === 'ROLLBACK') rolledBack = new TransactionRolledBackError(clientState.firstServerError);
+    if (commit.command === 'ROLLBACK') rolledBack = new TransactionRolledBackError(clientState.abortError);
   } catch (error) {
-    clientState.firstServerError = undefined;
+    clientState.abortError = undefined;
     if (isClientFatal(error, client)) {
       await lease.destroy(error);
       throw error;
@@ -138,7 +138,7 @@ async function transactionOnce<R>(pool: Pool<pg.Client>, fn: (client: pg.Client)
     await lease.release();
     throw error;
   }
-  clientState.firstServerError = undefined;
+  clientState.abortError = undefined;
   await lease.release();
   if (rolledBack !== undefined) throw rolledBack;
   return result;
