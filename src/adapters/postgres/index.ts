@@ -431,8 +431,9 @@ class PostgresPoolImpl implements PostgresPool {
         try {
           client.query(submittable as unknown as pg.Submittable);
         } catch (error) {
+          // pg refused it outright: the lease goes back, and the submittable hears of it.
           finish(error);
-          throw error;
+          process.nextTick(() => submittable.handleError(error));
         }
       },
       (error: unknown) => {
