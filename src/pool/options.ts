@@ -42,9 +42,10 @@ export interface Adapter<T> {
   isFatal?(error: unknown, resource: T): boolean;
   /**
    * Whether the resource's handles (sockets) may keep the process alive: the pool calls it
-   * with `false` when the resource goes idle and `true` when it is handed to a caller, so
-   * an idle pool never keeps a process alive while a leased resource's I/O does. Default:
-   * the resource's handles are left as they are.
+   * with `false` when the resource goes idle and `true` when it leaves the idle list for a
+   * caller, so an idle pool never keeps a process alive while a leased resource's I/O does.
+   * A resource handed from one caller straight to the next (a release or reset with a
+   * waiter queued) stays active and gets no call. Default: handles are left as they are.
    */
   ref?(resource: T, active: boolean): void;
   /**
