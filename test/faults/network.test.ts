@@ -543,8 +543,8 @@ class TlsStallServer {
       upstream.pipe(socket);
       return;
     }
+    // Recorded once it asks for TLS: the pool's recovery probe connects and closes without a byte.
     const record: { acceptedAt: number; closedAt?: number; bytesAfterS: number } = { acceptedAt: performance.now(), bytesAfterS: 0 };
-    this.stalled.push(record);
     let header = Buffer.alloc(0);
     let answered = false;
     socket.on('data', (chunk: Buffer) => {
@@ -555,6 +555,7 @@ class TlsStallServer {
       header = Buffer.concat([header, chunk]);
       if (header.length >= 8 && header.readInt32BE(4) === 80877103) {
         answered = true;
+        this.stalled.push(record);
         socket.write('S');
         record.bytesAfterS += header.length - 8;
       }
@@ -577,7 +578,9 @@ describe('F19 blackhole during connect / TLS handshake stall', () => {
   }
 
   it('(a) acceptSilently: each create attempt times out at createTimeoutMs (CreateTimeoutError), its socket is destroyed, creating returns to 0; I7 once removed', async () => {
-    const { proxy, pool, obs } = await harness({ createTimeoutMs: CREATE_MS, acquireTimeoutMs: 1500 });
+    // No recovery probe: its bare connects would be links too, and this counts one link per
+    // create attempt (a silent server accepts the probe, so it never shortens the backoff).
+    const { proxy, pool, obs } = await harness({ createTimeoutMs: CREATE_MS, acquireTimeoutMs: 1500, probeIntervalMs: Infinity });
     const silent = proxy.acceptSilently();
     const fault = obs.fault('accept silently');
     const op = outcome(obs.run((c) => c.query('SELECT 1')));
@@ -658,6 +661,7 @@ describe('F19 blackhole during connect / TLS handshake stall', () => {
       createTimeoutMs: 20,
       retry: { minTimeoutMs: 0, maxTimeoutMs: 0 }, // back to back: 100 attempts in ~2 s
       circuitBreaker: false,
+      probeIntervalMs: Infinity, // its bare connects are sockets too; this counts one per create attempt
       clock,
       // pg's `stream` factory, only to see every socket the attempts open.
       stream: () => {

@@ -109,7 +109,9 @@ class ClientTracker {
       const fresh: { id: number; firstSeen: number; closedAt?: number; fatalAt?: number } = { id: ++this.#next, firstSeen: now };
       info = fresh;
       this.#info.set(client, fresh);
-      client.once('end', () => {
+      // On the connection, not the client: listeners a caller adds to a leased client are
+      // removed when its lease ends.
+      (client as unknown as { connection: NodeJS.EventEmitter }).connection.once('end', () => {
         if (fresh.closedAt === undefined) this.closed++;
         fresh.closedAt ??= performance.now();
       });
