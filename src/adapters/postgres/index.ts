@@ -39,6 +39,7 @@ export interface PostgresPool extends Pool<pg.Client> {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params?: unknown[]): Promise<pg.QueryResult<R>>;
   /** Callback style, as `pg.Pool#query`: `callback(error, result)`; returns nothing. */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, callback: QueryCallback<R>): void;
+  /** Callback style with parameters, as `pg.Pool#query`: `callback(error, result)`; returns nothing. */
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string | pg.QueryConfig, params: unknown[] | undefined, callback: QueryCallback<R>): void;
   /** BEGIN, run `fn`, COMMIT; ROLLBACK when it throws. Rejects with `TransactionRolledBackError` when the server rolled it back. */
   withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options?: TransactionOptions): Promise<R>;
