@@ -11,8 +11,8 @@ import { freePort, rejectionOf, sleep, usePostgres, waitFor } from './harness.js
 
 const db = usePostgres();
 
-function adapterFor(host: string, port: number): ReturnType<typeof postgresAdapter> {
-  return postgresAdapter(resolveClientConfig({ ...db.connection(), host, port }, 2000), { resetOnRelease: 'none', dirtyRelease: 'destroy' });
+function adapterFor(host: string, port: number, createTimeoutMs = 2000): ReturnType<typeof postgresAdapter> {
+  return postgresAdapter(resolveClientConfig({ ...db.connection(), host, port }, createTimeoutMs), { resetOnRelease: 'none', dirtyRelease: 'destroy' });
 }
 
 /** TCP sockets keeping this process alive. */
@@ -73,16 +73,21 @@ describe('probe', () => {
     expect(refedSockets()).toBeLessThanOrEqual(sockets);
   });
 
-  it('a server that accepts but never answers (a frozen one) still counts as reachable: the probe is a TCP connect only', async () => {
+  it('a server that accepts but never answers (frozen), or a proxy that accepts and closes (its server stopped), is not reachable', async () => {
     const accepted: net.Socket[] = [];
     const silent = net.createServer((socket) => void accepted.push(socket));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const closing = net.createServer((socket) => socket.destroy());
+    for (const server of [silent, closing]) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const adapter = adapterFor('127.0.0.1', (silent.address() as net.AddressInfo).port);
-      await adapter.probe!(new AbortController().signal);
+      const frozen = adapterFor('127.0.0.1', (silent.address() as net.AddressInfo).port, 300);
+      const started = performance.now();
+      expect(await rejectionOf(frozen.probe!(new AbortController().signal))).toMatchObject({ code: 'ETIMEDOUT' });
+      expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+      const proxied = adapterFor('127.0.0.1', (closing.address() as net.AddressInfo).port);
+      expect(await rejectionOf(proxied.probe!(new AbortController().signal))).toMatchObject({ code: 'ECONNRESET' });
     } finally {
       for (const socket of accepted) socket.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      for (const server of [silent, closing]) await new Promise((resolve) => server.close(resolve));
     }
   });
 });

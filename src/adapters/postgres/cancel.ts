@@ -58,16 +58,22 @@ export function cancelRunning(client: pg.Client, force = false): Promise<void> {
   });
 }
 
+/** An SSLRequest: the one message every PostgreSQL (and PgBouncer) answers before any login. */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
 /**
- * Does the server accept a connection? Resolves once a TCP (or Unix-socket) connection is
- * established and closes it at once: no startup message, so no session, no login and no
- * log line on the server. Rejects when it is refused, when `timeoutMs` passes, or with
- * `signal.reason` as soon as `signal` aborts.
+ * Is a PostgreSQL server answering? Connects, sends an SSLRequest and waits for its one-byte
+ * answer ('S' or 'N'), then closes: no startup message, so no session and no login. A TCP
+ * accept alone is not enough: a proxy in front of a stopped server (docker's port
+ * forwarding, a load balancer) accepts and then closes, and a frozen server accepts but
+ * never answers. Rejects on refusal, on a close before the answer, when `timeoutMs`
+ * passes, or with `signal.reason` as soon as `signal` aborts.
  */
 export function probeServer(address: ServerAddress, signal: AbortSignal, timeoutMs: number): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<void>((resolve, reject) => {
     let settled = false;
+    const where = 'path' in address ? address.path : `${address.host}:${address.port}`;
     const finish = (error?: unknown): void => {
       if (settled) return;
       settled = true;
@@ -78,10 +84,11 @@ export function probeServer(address: ServerAddress, signal: AbortSignal, timeout
       else reject(error);
     };
     const onAbort = (): void => finish(signal.reason);
-    const socket = connectTo(address, () => finish());
+    const socket = connectTo(address, () => socket.write(SSL_REQUEST));
+    socket.once('data', () => finish());
     socket.on('error', (error) => finish(error));
-    const where = 'path' in address ? address.path : `${address.host}:${address.port}`;
-    const timer = setTimeout(() => finish(Object.assign(new Error(`probe: no connection to ${where} within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+    socket.on('close', () => finish(Object.assign(new Error(`probe: ${where} closed the connection before answering`), { code: 'ECONNRESET' })));
+    const timer = setTimeout(() => finish(Object.assign(new Error(`probe: no answer from ${where} within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
     // The socket (bounded by the timer) may hold the process for a moment; the timer alone never does.
     timer.unref();
     signal.addEventListener('abort', onAbort, { once: true });
