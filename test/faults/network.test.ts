@@ -543,7 +543,7 @@ class TlsStallServer {
       upstream.pipe(socket);
       return;
     }
-    // Recorded once it asks for TLS: the pool's recovery probe connects and closes without a byte.
+    // Recorded once it asks for TLS: the pool's recovery probe sends a StartupMessage instead.
     const record: { acceptedAt: number; closedAt?: number; bytesAfterS: number } = { acceptedAt: performance.now(), bytesAfterS: 0 };
     let header = Buffer.alloc(0);
     let answered = false;

@@ -90,6 +90,38 @@ describe('probe', () => {
       for (const server of [silent, closing]) await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  it('a server still starting up (57P03 before authentication) is not ready; any other answer is', async () => {
+    const errorResponse = (code: string): Buffer => {
+      const body = Buffer.from(`SFATAL\0C${code}\0Mthe database system is starting up\0\0`);
+      const head = Buffer.alloc(5);
+      head.write('E', 0);
+      head.writeInt32BE(4 + body.length, 1);
+      return Buffer.concat([head, body]);
+    };
+    let answer = errorResponse('57P03');
+    const startupMessages: Buffer[] = [];
+    // Answers in two writes, as a slow network may deliver it.
+    const fake = net.createServer((socket) =>
+      socket.once('data', (startup: Buffer) => {
+        startupMessages.push(startup);
+        socket.write(answer.subarray(0, 3));
+        setTimeout(() => socket.end(answer.subarray(3)), 5);
+      }),
+    );
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    try {
+      const adapter = adapterFor('127.0.0.1', (fake.address() as net.AddressInfo).port);
+      expect(await rejectionOf(adapter.probe!(new AbortController().signal))).toMatchObject({ code: '57P03' });
+      answer = errorResponse('28000'); // no pg_hba entry: up, and refusing for a reason a retry may not fix
+      await adapter.probe!(new AbortController().signal);
+      // A StartupMessage naming the pool's own user and database, protocol 3.0.
+      expect(startupMessages[0]!.readInt32BE(4)).toBe(196608);
+      expect(startupMessages[0]!.toString('utf8', 8)).toContain(`user\0${db.connection().user}\0database\0${db.connection().database}\0`);
+    } finally {
+      await new Promise((resolve) => fake.close(resolve));
+    }
+  });
 });
 
 describe('ref', () => {

@@ -58,18 +58,49 @@ export function cancelRunning(client: pg.Client, force = false): Promise<void> {
   });
 }
 
-/** An SSLRequest: the one message every PostgreSQL (and PgBouncer) answers before any login. */
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+/** Who the probe's StartupMessage names: the pool's own user and database. */
+export interface ProbeIdentity {
+  readonly user: string;
+  readonly database: string;
+}
+
+/** The identity `clientConfig` resolves to, as pg resolves it (read from a client never connected). */
+export function resolvedIdentity(clientConfig: pg.ClientConfig): ProbeIdentity {
+  const client = new pg.Client(clientConfig) as pg.Client & { user?: string; database?: string };
+  return { user: client.user ?? '', database: client.database ?? client.user ?? '' };
+}
+
+function startupMessage(identity: ProbeIdentity): Buffer {
+  const body = Buffer.from(`user\0${identity.user}\0database\0${identity.database}\0\0`, 'utf8');
+  const header = Buffer.alloc(8);
+  header.writeInt32BE(8 + body.length, 0);
+  header.writeInt32BE(196608, 4); // protocol 3.0
+  return Buffer.concat([header, body]);
+}
+
+/** The SQLSTATE of an ErrorResponse body (its 'C' field). */
+function sqlstate(body: Buffer): string | undefined {
+  for (let i = 0; i < body.length && body[i] !== 0; ) {
+    const end = body.indexOf(0, i + 1);
+    if (end === -1) return undefined;
+    if (body[i] === 0x43) return body.toString('utf8', i + 1, end);
+    i = end + 1;
+  }
+  return undefined;
+}
 
 /**
- * Is a PostgreSQL server answering? Connects, sends an SSLRequest and waits for its one-byte
- * answer ('S' or 'N'), then closes: no startup message, so no session and no login. A TCP
- * accept alone is not enough: a proxy in front of a stopped server (docker's port
- * forwarding, a load balancer) accepts and then closes, and a frozen server accepts but
- * never answers. Rejects on refusal, on a close before the answer, when `timeoutMs`
- * passes, or with `signal.reason` as soon as `signal` aborts.
+ * Is the server ready for logins? Connects, sends a StartupMessage and reads the first
+ * answer, then closes before authenticating: an authentication request (or any answer but
+ * "not accepting connections") means ready; an ErrorResponse 57P03 (starting up, shutting
+ * down, in recovery) means not yet. The server refuses that before authentication, and a
+ * client that leaves at the password prompt is not logged, so a probe costs it a fork and
+ * no login (unless `trust` lets it in at once). A TCP accept alone is not enough: a proxy
+ * in front of a stopped server (docker's port forwarding, a load balancer) accepts, and a
+ * frozen server accepts but never answers. Rejects on refusal, on a close or a 57P03 before
+ * the answer, when `timeoutMs` passes, or with `signal.reason` as soon as `signal` aborts.
  */
-export function probeServer(address: ServerAddress, signal: AbortSignal, timeoutMs: number): Promise<void> {
+export function probeServer(address: ServerAddress, identity: ProbeIdentity, signal: AbortSignal, timeoutMs: number): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<void>((resolve, reject) => {
     let settled = false;
@@ -84,8 +115,16 @@ export function probeServer(address: ServerAddress, signal: AbortSignal, timeout
       else reject(error);
     };
     const onAbort = (): void => finish(signal.reason);
-    const socket = connectTo(address, () => socket.write(SSL_REQUEST));
-    socket.once('data', () => finish());
+    let received = Buffer.alloc(0);
+    const socket = connectTo(address, () => socket.write(startupMessage(identity)));
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received[0] !== 0x45) return finish(); // not an ErrorResponse: an authentication request, or the login went through
+      if (received.length < 5 || received.length < 1 + received.readInt32BE(1)) return; // the rest of the ErrorResponse
+      const code = sqlstate(received.subarray(5, 1 + received.readInt32BE(1)));
+      if (code === '57P03') finish(Object.assign(new Error(`probe: ${where} is not accepting connections yet`), { code }));
+      else finish(); // refused for another reason (pg_hba, an unknown role): the server is up
+    });
     socket.on('error', (error) => finish(error));
     socket.on('close', () => finish(Object.assign(new Error(`probe: ${where} closed the connection before answering`), { code: 'ECONNRESET' })));
     const timer = setTimeout(() => finish(Object.assign(new Error(`probe: no answer from ${where} within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
