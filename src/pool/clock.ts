@@ -9,10 +9,10 @@ export interface Clock {
   /** Monotonic time in milliseconds. */
   now(): number;
   /**
-   * Pool timers must not keep the process alive (`unref`), except the one `close()`
-   * awaits: its caller is waiting for it, so it passes `keepAlive: true`.
+   * Pool timers must not keep the process alive (`unref`): the pool holds the process
+   * itself, and only while a caller awaits it.
    */
-  setTimeout(callback: () => void, ms: number, keepAlive?: boolean): ClockTimer;
+  setTimeout(callback: () => void, ms: number): ClockTimer;
   /** Cancel a timer made by `setTimeout`; a timer that already fired or was cleared is ignored. */
   clearTimeout(timer: ClockTimer): void;
 }
@@ -60,12 +60,9 @@ export class SystemClock implements Clock {
     return this.#cached;
   }
 
-  setTimeout(callback: () => void, ms: number, keepAlive = false): ClockTimer {
-    if (ms <= this.#maxTimerMs) {
-      const timer = setTimeout(callback, ms);
-      return keepAlive ? timer : timer.unref();
-    }
-    return new LongTimer(callback, performance.now() + ms, this.#maxTimerMs, keepAlive);
+  setTimeout(callback: () => void, ms: number): ClockTimer {
+    if (ms <= this.#maxTimerMs) return setTimeout(callback, ms).unref();
+    return new LongTimer(callback, performance.now() + ms, this.#maxTimerMs);
   }
 
   clearTimeout(timer: ClockTimer): void {
@@ -83,14 +80,13 @@ class LongTimer {
   readonly #arm = (): void => {
     const left = this.due - performance.now();
     this.#timer = left > this.maxTimerMs ? setTimeout(this.#arm, this.maxTimerMs) : setTimeout(this.callback, Math.max(0, left));
-    if (!this.keepAlive) this.#timer.unref();
+    this.#timer.unref();
   };
 
   constructor(
     readonly callback: () => void,
     readonly due: number,
     readonly maxTimerMs: number,
-    readonly keepAlive: boolean,
   ) {
     if (due !== Infinity) this.#arm();
   }

@@ -1150,10 +1150,10 @@ class PoolImpl<T> implements Pool<T> {
   // ---------------------------------------------------------------- recovery probe
 
   /**
-   * While creates fail with retryable errors, probe the server every probeIntervalMs (a TCP
-   * connect costs a down server nothing; a login attempt does). The backoff keeps login
-   * attempts to about one per step; the probe notices the server's return within an
-   * interval, so callers are served again within ~probeIntervalMs + one create of it.
+   * While creates fail with retryable errors, probe the server every probeIntervalMs (the
+   * adapter's cheap check, no login). The backoff keeps login attempts to about one per
+   * step; the probe notices the server's return within an interval, so callers are served
+   * again within ~probeIntervalMs + one create of it.
    */
   #startProbing(): void {
     if (this.#adapter.probe === undefined || this.#o.probeIntervalMs === Infinity || this.#probeTimer !== undefined || this.#probing || this.#closing) return;
@@ -1634,7 +1634,7 @@ class PoolImpl<T> implements Pool<T> {
     this.#settleEmpty();
   }
 
-  /** Wait until `arm`'s wake is called (true) or the clock reaches `deadline` (false). The caller awaits it, so its timer keeps the process alive. */
+  /** Wait until `arm`'s wake is called (true) or the clock reaches `deadline` (false). */
   #waitUntil(deadline: number, arm: (wake: () => void) => void): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
       let timer: ClockTimer | undefined;
@@ -1642,7 +1642,7 @@ class PoolImpl<T> implements Pool<T> {
         if (timer !== undefined) this.#clock.clearTimeout(timer);
         resolve(true);
       };
-      if (deadline !== Infinity) timer = this.#clock.setTimeout(() => resolve(false), Math.max(0, deadline - this.#clock.now()), true);
+      if (deadline !== Infinity) timer = this.#clock.setTimeout(() => resolve(false), Math.max(0, deadline - this.#clock.now()));
       arm(wake);
     });
   }

@@ -378,7 +378,7 @@ export class CountingClock extends SystemClock {
   /** The delay each live timer was set with (same keys as `live`): which timers are left, not just how many. */
   readonly liveDelays = new Map<ClockTimer, number>();
 
-  override setTimeout(callback: () => void, ms: number, keepAlive?: boolean): ClockTimer {
+  override setTimeout(callback: () => void, ms: number): ClockTimer {
     const timer: ClockTimer = super.setTimeout(
       () => {
         this.live.delete(timer);
@@ -386,7 +386,6 @@ export class CountingClock extends SystemClock {
         callback();
       },
       ms,
-      keepAlive,
     );
     this.live.add(timer);
     this.liveDelays.set(timer, ms);
