@@ -18,12 +18,15 @@ export function serverAddress(host: string | undefined, port: number | undefined
 }
 
 /**
- * The address `clientConfig` resolves to, as pg resolves it (explicit > URL > `PG*` env >
+ * Where and as whom `clientConfig` connects, as pg resolves it (explicit > URL > `PG*` env >
  * defaults): read from a client that is constructed but never connected (no I/O).
  */
-export function resolvedAddress(clientConfig: pg.ClientConfig): ServerAddress | undefined {
-  const client = internals(new pg.Client(clientConfig));
-  return serverAddress(client.host, client.port);
+export function resolvedTarget(clientConfig: pg.ClientConfig): { address: ServerAddress | undefined; identity: ProbeIdentity } {
+  const client = internals(new pg.Client(clientConfig)) as ReturnType<typeof internals> & { user?: string; database?: string };
+  return {
+    address: serverAddress(client.host, client.port),
+    identity: { user: client.user ?? '', database: client.database ?? client.user ?? '' },
+  };
 }
 
 function connectTo(address: ServerAddress, onConnect: () => void): net.Socket {
@@ -62,12 +65,6 @@ export function cancelRunning(client: pg.Client, force = false): Promise<void> {
 export interface ProbeIdentity {
   readonly user: string;
   readonly database: string;
-}
-
-/** The identity `clientConfig` resolves to, as pg resolves it (read from a client never connected). */
-export function resolvedIdentity(clientConfig: pg.ClientConfig): ProbeIdentity {
-  const client = new pg.Client(clientConfig) as pg.Client & { user?: string; database?: string };
-  return { user: client.user ?? '', database: client.database ?? client.user ?? '' };
 }
 
 function startupMessage(identity: ProbeIdentity): Buffer {

@@ -12,7 +12,7 @@ import type { AcquireOptions, Adapter } from '../../pool/options.js';
 import { resolvePostgresConfig, type DirtyRelease, type PostgresPoolConfig, type ResetOnRelease } from './config.js';
 import { kSetFace } from '../../pool/pool.js';
 import { isRetryableConnectError } from './classify.js';
-import { cancelRunning, probeServer, resolvedAddress, resolvedIdentity, type ProbeIdentity, type ServerAddress } from './cancel.js';
+import { cancelRunning, probeServer, resolvedTarget } from './cancel.js';
 import {
   busy, hardClose, internals, isClientFatal, recordListeners, refSocket, restoreListeners, state, track, transactionStatus,
 } from './client-state.js';
@@ -132,8 +132,7 @@ export function postgresAdapter(
   // A reset on release (any mode but 'none') rolls an open transaction back, so dirty clients are reused.
   const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
   // Where the probe connects: resolved once, as pg resolves it, on first use.
-  let address: ServerAddress | undefined | null = null;
-  let identity: ProbeIdentity | undefined;
+  let target: ReturnType<typeof resolvedTarget> | undefined;
   const probeTimeoutMs = Math.min(clientConfig.connectionTimeoutMillis ?? 5000, 5000);
   const adapter: Adapter<pg.Client> = {
     async create({ signal, evict }) {
@@ -239,10 +238,9 @@ export function postgresAdapter(
     },
 
     probe(signal) {
-      if (address === null) address = resolvedAddress(clientConfig);
-      if (address === undefined) return Promise.reject(new Error('probe: no host to connect to'));
-      identity ??= resolvedIdentity(clientConfig);
-      return probeServer(address, identity, signal, probeTimeoutMs);
+      target ??= resolvedTarget(clientConfig);
+      if (target.address === undefined) return Promise.reject(new Error('probe: no host to connect to'));
+      return probeServer(target.address, target.identity, signal, probeTimeoutMs);
     },
   };
   if (rollbackDirty) {
