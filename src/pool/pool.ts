@@ -403,8 +403,10 @@ class PoolImpl<T> implements Pool<T> {
   #backoffTimer: ClockTimer | undefined;
   #breakerTimer: ClockTimer | undefined;
   #probeTimer: ClockTimer | undefined;
-  #probing = false;
-  /** The probe failed at least once since it started: its next success means the server came back. */
+  /** Bumped when probing starts or stops: results of probes from an earlier round are ignored. */
+  #probeRound = 0;
+  #probesInFlight = 0;
+  /** A probe failed in this round: the next success means the server came back. */
   #probeSawFailure = false;
   /** Wake a create retry sleeping its backoff (the server came back). */
   readonly #retryWakers = new Set<() => void>();
@@ -1156,40 +1158,55 @@ class PoolImpl<T> implements Pool<T> {
    * again within ~probeIntervalMs + one create of it.
    */
   #startProbing(): void {
-    if (this.#adapter.probe === undefined || this.#o.probeIntervalMs === Infinity || this.#probeTimer !== undefined || this.#probing || this.#closing) return;
+    if (this.#adapter.probe === undefined || this.#o.probeIntervalMs === Infinity || this.#probeTimer !== undefined || this.#closing) return;
+    this.#probeRound++;
     this.#probeSawFailure = false;
     this.#probeTimer = this.#clock.setTimeout(this.#probeOnce, this.#o.probeIntervalMs);
   }
 
+  #stopProbing(): void {
+    this.#probeRound++;
+    if (this.#probeTimer !== undefined) this.#clock.clearTimeout(this.#probeTimer);
+    this.#probeTimer = undefined;
+  }
+
+  /**
+   * One probe per interval, whether or not the earlier ones have answered: a connection a
+   * proxy holds while its server starts (docker's port forwarding does) may answer only at
+   * its timeout, and the next one, started after the server is up, answers at once.
+   */
   readonly #probeOnce = (): void => {
     this.#probeTimer = undefined;
     if (this.#closing || this.#consecutiveFailures === 0) return;
-    this.#probing = true;
+    this.#probeTimer = this.#clock.setTimeout(this.#probeOnce, this.#o.probeIntervalMs);
     const boundMs = Math.max(this.#o.probeIntervalMs, 1000);
+    if (this.#probesInFlight >= Math.ceil(boundMs / this.#o.probeIntervalMs)) return;
+    this.#probesInFlight++;
+    const round = this.#probeRound;
     const probed = this.#bounded((signal) => this.#adapter.probe!(signal), boundMs, () => new PoolError(`probe took longer than ${boundMs} ms`, 'POOL_PROBE_TIMEOUT')).then(
-      () => this.#onProbe(true),
-      () => this.#onProbe(false),
+      () => this.#onProbe(round, true),
+      () => this.#onProbe(round, false),
     );
     this.#track(probed);
   };
 
-  #onProbe(reachable: boolean): void {
-    this.#probing = false;
-    if (this.#closing || this.#consecutiveFailures === 0) return;
+  #onProbe(round: number, reachable: boolean): void {
+    this.#probesInFlight--;
+    if (round !== this.#probeRound || this.#closing) return;
+    if (this.#consecutiveFailures === 0) return this.#stopProbing();
     if (!reachable) {
       this.#probeSawFailure = true;
-      this.#probeTimer = this.#clock.setTimeout(this.#probeOnce, this.#o.probeIntervalMs);
       return;
     }
     // Reachable from the first probe: the failures are not about reachability (the server
     // refuses logins, say), so the backoff runs its course. The next failure probes again.
-    if (!this.#probeSawFailure) return;
-    this.#serverBack();
+    const back = this.#probeSawFailure;
+    this.#stopProbing();
+    if (back) this.#serverBack();
   }
 
   /** The probe saw the server return: end the backoff and an open breaker's cooldown, and create now. */
   #serverBack(): void {
-    this.#probeSawFailure = false;
     this.#backoffBase = this.#consecutiveFailures;
     this.#createBlockedUntil = 0;
     this.#topUpBlockedUntil = 0;

@@ -15,6 +15,8 @@ class Server {
   attempts = 0;
   attemptsWhileDown = 0;
   probes = 0;
+  /** Probes made while this holds get no answer (a proxy holding a connection while its server starts). */
+  hangProbes = false;
   constructor(readonly clock: VirtualClock) {}
 
   adapter(options: { probe: boolean; refuse?: () => unknown }): Adapter<object> {
@@ -32,6 +34,7 @@ class Server {
     if (options.probe) {
       adapter.probe = () => {
         this.probes++;
+        if (this.hangProbes) return new Promise<void>(() => {});
         return this.up ? Promise.resolve() : Promise.reject(codedError('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED'));
       };
     }
@@ -95,6 +98,26 @@ describe('recovery after an outage', () => {
       }
     });
   }
+
+  it('a probe left hanging (a proxy holding the connection while its server starts) does not hold up the next', async () => {
+    const clock = new VirtualClock();
+    const server = new Server(clock);
+    const pool = createPool({ adapter: server.adapter({ probe: true }), clock, max: 4, onError: () => {} });
+    try {
+      // Probes hang for the last 300 ms of the outage; the server is back right after.
+      const hang = (async () => {
+        await clock.sleep(500 + 8_000 - 300);
+        server.hangProbes = true;
+        await clock.sleep(300);
+        server.hangProbes = false;
+      })();
+      const recovery = await outage(pool, server, clock, 8_000);
+      await hang;
+      expect(recovery).toBeLessThanOrEqual(250);
+    } finally {
+      await closeOnClock(clock, [pool], { timeoutMs: 0 });
+    }
+  });
 
   it('without a probe hook, the backoff decides alone (the same logins, a slower return)', async () => {
     const clock = new VirtualClock();
