@@ -167,7 +167,8 @@ export interface ResolvedOptions<T> {
   readonly clock: Clock;
 }
 
-export const POOL_OPTION_KEYS: ReadonlySet<string> = new Set([
+/** For adapters: the names of every pool option, to tell them apart from a driver's own config fields. */
+export const POOL_OPTION_NAMES: ReadonlySet<string> = new Set<keyof PoolOptions<unknown>>([
   'adapter', 'max', 'min', 'maxWaiting', 'acquireTimeoutMs', 'createTimeoutMs', 'pingIfIdleMs', 'pingTimeoutMs',
   'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'keepaliveMs', 'leakDetectionMs', 'probeIntervalMs',
   'maxConnecting', 'retry', 'circuitBreaker', 'onError', 'clock',
@@ -177,9 +178,28 @@ const BREAKER_KEYS = new Set(['failureThreshold', 'cooldownMs']);
 const ACQUIRE_KEYS = new Set(['signal', 'timeoutMs', 'priority']);
 const ADAPTER_HOOKS = ['isBroken', 'ping', 'reset', 'isRetryable', 'isFatal', 'ref', 'probe'] as const;
 
-/** Defaults that adapters need too (the postgres adapter compares server limits with them). */
-export const DEFAULTS = { createTimeoutMs: 10_000, idleTimeoutMs: 600_000, maxLifetimeMs: 1_800_000, keepaliveMs: 60_000 } as const;
+/**
+ * For adapters: the defaults of the pool's numeric options, as `createPool` applies them
+ * (`maxConnecting` defaults to `min(max, 4)`), to compare with what a server allows.
+ */
+export const POOL_DEFAULTS = Object.freeze({
+  max: 10,
+  min: 0,
+  maxWaiting: Infinity,
+  acquireTimeoutMs: 30_000,
+  createTimeoutMs: 10_000,
+  pingIfIdleMs: 1000,
+  pingTimeoutMs: 5000,
+  resetTimeoutMs: 5000,
+  destroyTimeoutMs: 5000,
+  idleTimeoutMs: 600_000,
+  maxLifetimeMs: 1_800_000,
+  keepaliveMs: 60_000,
+  leakDetectionMs: Infinity,
+  probeIntervalMs: 100,
+} as const);
 
+/** What the pool does with errors nobody awaits when no `onError` is given: a `LifeguardWarning` process warning. */
 export function defaultOnError(error: unknown): void {
   process.emitWarning(error instanceof Error ? error : new Error(String(error)), { type: 'LifeguardWarning' });
 }
@@ -189,32 +209,32 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
   if (typeof options !== 'object' || options === null) {
     throw InvalidPoolOptionError.expected('options', 'an object with at least `adapter`', options);
   }
-  rejectUnknownKeys('', options, POOL_OPTION_KEYS);
+  rejectUnknownKeys('', options, POOL_OPTION_NAMES);
   const adapter = checkAdapter(options.adapter);
 
-  const max = integer('max', options.max, 10, 1);
-  const min = integer('min', options.min, 0, 0);
+  const max = integer('max', options.max, POOL_DEFAULTS.max, 1);
+  const min = integer('min', options.min, POOL_DEFAULTS.min, 0);
   if (min > max) throw InvalidPoolOptionError.expected('min', `an integer in [0, max] (max is ${max})`, min);
-  const maxWaiting = integer('maxWaiting', options.maxWaiting, Infinity, 0, true);
+  const maxWaiting = integer('maxWaiting', options.maxWaiting, POOL_DEFAULTS.maxWaiting, 0, true);
   const maxConnecting = integer('maxConnecting', options.maxConnecting, Math.min(max, 4), 1);
   if (maxConnecting > max) {
     throw InvalidPoolOptionError.expected('maxConnecting', `an integer in [1, max] (max is ${max})`, maxConnecting);
   }
 
-  const acquireTimeoutMs = duration('acquireTimeoutMs', options.acquireTimeoutMs, 30_000, false, true);
-  const createTimeoutMs = duration('createTimeoutMs', options.createTimeoutMs, DEFAULTS.createTimeoutMs, false, true);
-  const pingIfIdleMs = duration('pingIfIdleMs', options.pingIfIdleMs, 1000, true, true);
-  const pingTimeoutMs = duration('pingTimeoutMs', options.pingTimeoutMs, 5000, false, true);
+  const acquireTimeoutMs = duration('acquireTimeoutMs', options.acquireTimeoutMs, POOL_DEFAULTS.acquireTimeoutMs, false, true);
+  const createTimeoutMs = duration('createTimeoutMs', options.createTimeoutMs, POOL_DEFAULTS.createTimeoutMs, false, true);
+  const pingIfIdleMs = duration('pingIfIdleMs', options.pingIfIdleMs, POOL_DEFAULTS.pingIfIdleMs, true, true);
+  const pingTimeoutMs = duration('pingTimeoutMs', options.pingTimeoutMs, POOL_DEFAULTS.pingTimeoutMs, false, true);
   if (options.pingTimeoutMs !== undefined && pingTimeoutMs >= acquireTimeoutMs && acquireTimeoutMs !== Infinity) {
     throw InvalidPoolOptionError.expected('pingTimeoutMs', `less than acquireTimeoutMs (${acquireTimeoutMs})`, pingTimeoutMs);
   }
-  const resetTimeoutMs = duration('resetTimeoutMs', options.resetTimeoutMs, 5000, false, true);
-  const destroyTimeoutMs = duration('destroyTimeoutMs', options.destroyTimeoutMs, 5000, false, true);
-  const idleTimeoutMs = duration('idleTimeoutMs', options.idleTimeoutMs, DEFAULTS.idleTimeoutMs, false, true);
-  const maxLifetimeMs = duration('maxLifetimeMs', options.maxLifetimeMs, DEFAULTS.maxLifetimeMs, false, true);
-  const keepaliveMs = duration('keepaliveMs', options.keepaliveMs, DEFAULTS.keepaliveMs, false, true);
-  const leakDetectionMs = duration('leakDetectionMs', options.leakDetectionMs, Infinity, false, true);
-  const probeIntervalMs = duration('probeIntervalMs', options.probeIntervalMs, 100, false, true);
+  const resetTimeoutMs = duration('resetTimeoutMs', options.resetTimeoutMs, POOL_DEFAULTS.resetTimeoutMs, false, true);
+  const destroyTimeoutMs = duration('destroyTimeoutMs', options.destroyTimeoutMs, POOL_DEFAULTS.destroyTimeoutMs, false, true);
+  const idleTimeoutMs = duration('idleTimeoutMs', options.idleTimeoutMs, POOL_DEFAULTS.idleTimeoutMs, false, true);
+  const maxLifetimeMs = duration('maxLifetimeMs', options.maxLifetimeMs, POOL_DEFAULTS.maxLifetimeMs, false, true);
+  const keepaliveMs = duration('keepaliveMs', options.keepaliveMs, POOL_DEFAULTS.keepaliveMs, false, true);
+  const leakDetectionMs = duration('leakDetectionMs', options.leakDetectionMs, POOL_DEFAULTS.leakDetectionMs, false, true);
+  const probeIntervalMs = duration('probeIntervalMs', options.probeIntervalMs, POOL_DEFAULTS.probeIntervalMs, false, true);
 
   return {
     adapter,

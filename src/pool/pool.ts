@@ -229,8 +229,7 @@ const kRelease = Symbol('release');
 /** How much earlier than maxLifetimeMs a resource may retire (F26: batches must not retire in one wave). */
 const LIFETIME_SPREAD = 0.4;
 const kDestroy = Symbol('destroy');
-/** @internal A wrapper (the PostgreSQL pool) names itself as the pool in published events. */
-export const kSetFace = Symbol('lifeguard.setFace');
+const kSetFace = Symbol('lifeguard.setFace');
 
 class Entry<T> {
   state: State = CREATING;
@@ -359,8 +358,18 @@ class AttemptFailure extends Error {
  * `InvalidPoolOptionError`. With `min > 0`, creating `min` resources starts at once in the
  * background (`warmup()` waits for them).
  */
-export function createPool<T>(options: PoolOptions<T>): Pool<T> {
-  return new PoolImpl(resolveOptions(options));
+export function createPool<T>(options: PoolOptions<T>, wrapping?: PoolWrapping<T>): Pool<T> {
+  const pool = new PoolImpl(resolveOptions(options));
+  if (wrapping !== undefined) pool[kSetFace](wrapping.face);
+  return pool;
+}
+
+/**
+ * For adapters that wrap the pool in a class of their own (as `lifeguard/postgres` does):
+ * published events then name the wrapper, the object users hold, as their `pool`.
+ */
+export interface PoolWrapping<T> {
+  readonly face: Pool<T>;
 }
 
 class PoolImpl<T> implements Pool<T> {

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import type pg from 'pg';
 import { InvalidPoolOptionError, show } from '../../pool/errors.js';
-import { DEFAULTS, defaultOnError, POOL_OPTION_KEYS, type PoolOptions } from '../../pool/options.js';
+import { POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError, type PoolOptions } from '../../index.js';
 import type { SessionLimitCheck } from './index.js';
 
 // The URL parser pg itself uses, loaded from pg's own dependencies: same semantics as pg, no extra dependency.
@@ -300,7 +300,7 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
   const poolOptions: Record<string, unknown> = {};
   for (const key of Object.keys(config)) {
     if (key === 'adapter') throw new InvalidPoolOptionError('adapter', 'createPostgresPool builds its own adapter: do not pass `adapter`');
-    if (POOL_OPTION_KEYS.has(key)) poolOptions[key] = (config as Record<string, unknown>)[key];
+    if (POOL_OPTION_NAMES.has(key)) poolOptions[key] = (config as Record<string, unknown>)[key];
     else if (key === 'connectionTimeoutMillis') {
       throw new InvalidPoolOptionError(key, 'Use the pool option `createTimeoutMs` instead of `connectionTimeoutMillis`: it bounds the whole create (connect, TLS, authentication)');
     } else if (!CLIENT_KEYS.has(key) && !ADAPTER_KEYS.has(key)) {
@@ -317,7 +317,7 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
   if (config.queryTimeoutMs !== undefined && !(typeof config.queryTimeoutMs === 'number' && config.queryTimeoutMs > 0 && config.queryTimeoutMs <= MAX_TIMER_MS)) {
     throw InvalidPoolOptionError.expected('queryTimeoutMs', `a number of milliseconds > 0 and <= ${MAX_TIMER_MS}`, config.queryTimeoutMs);
   }
-  const createTimeoutMs = typeof config.createTimeoutMs === 'number' ? config.createTimeoutMs : DEFAULTS.createTimeoutMs;
+  const createTimeoutMs = typeof config.createTimeoutMs === 'number' ? config.createTimeoutMs : POOL_DEFAULTS.createTimeoutMs;
   const clientConfig = resolveClientConfig(config, createTimeoutMs);
   return {
     clientConfig,
@@ -326,9 +326,9 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
       resetOnRelease,
       dirtyRelease,
       sessionLimits: {
-        idleTimeoutMs: typeof config.idleTimeoutMs === 'number' ? config.idleTimeoutMs : DEFAULTS.idleTimeoutMs,
-        maxLifetimeMs: typeof config.maxLifetimeMs === 'number' ? config.maxLifetimeMs : DEFAULTS.maxLifetimeMs,
-        keepaliveMs: typeof config.keepaliveMs === 'number' ? config.keepaliveMs : DEFAULTS.keepaliveMs,
+        idleTimeoutMs: typeof config.idleTimeoutMs === 'number' ? config.idleTimeoutMs : POOL_DEFAULTS.idleTimeoutMs,
+        maxLifetimeMs: typeof config.maxLifetimeMs === 'number' ? config.maxLifetimeMs : POOL_DEFAULTS.maxLifetimeMs,
+        keepaliveMs: typeof config.keepaliveMs === 'number' ? config.keepaliveMs : POOL_DEFAULTS.keepaliveMs,
         warn: typeof config.onError === 'function' ? config.onError : defaultOnError,
       },
     },

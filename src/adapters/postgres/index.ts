@@ -10,7 +10,6 @@ import { createPool, type Lease, type Pool, type PoolHealth, type PoolStats } fr
 import { PoolError } from '../../pool/errors.js';
 import type { AcquireOptions, Adapter } from '../../pool/options.js';
 import { resolvePostgresConfig, type DirtyRelease, type PostgresPoolConfig, type ResetOnRelease } from './config.js';
-import { kSetFace } from '../../pool/pool.js';
 import { isRetryableConnectError } from './classify.js';
 import { cancelRunning, probeServer, resolvedTarget } from './cancel.js';
 import {
@@ -279,17 +278,15 @@ async function bounded<R>(client: pg.Client, signal: AbortSignal, run: () => Pro
 export function createPostgresPool(config: PostgresPoolConfig | string = {}): PostgresPool {
   const resolved = resolvePostgresConfig(config);
   const adapter = postgresAdapter(resolved.clientConfig, resolved.policy);
-  const pool = createPool<pg.Client>({ ...resolved.poolOptions, adapter });
-  return new PostgresPoolImpl(pool);
+  return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }));
 }
 
 class PostgresPoolImpl implements PostgresPool {
   readonly #pool: Pool<pg.Client>;
 
-  constructor(pool: Pool<pg.Client>) {
-    this.#pool = pool;
-    // Events about the core pool name this object, the one users hold.
-    (pool as unknown as { [kSetFace](face: Pool<pg.Client>): void })[kSetFace](this);
+  /** `create` makes the core pool; events about it name this object, the one users hold. */
+  constructor(create: (face: Pool<pg.Client>) => Pool<pg.Client>) {
+    this.#pool = create(this);
   }
 
   get closed(): boolean {
