@@ -1,7 +1,11 @@
 // Acquire/release overhead of lifeguard vs generic-pool, tarn and pg-pool (no database involved).
 // Usage: npm run build && node [--expose-gc] bench/pool.bench.js [--quick] [--only=lifeguard,tarn,...]
+//        [--baseline=DIR]: also run the lifeguard built in DIR (another commit's dist/), as
+//        "lifeguard (baseline)", to compare two versions in the same run, against the same peers.
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import genericPool from 'generic-pool';
 import PgPool from 'pg-pool';
@@ -46,12 +50,15 @@ function barePool(max) {
   };
 }
 
-const POOLS = [
-  {
-    name: 'lifeguard',
+/** lifeguard as built in `dist` (a path or URL to its directory). */
+function lifeguardPool(name, dist, label) {
+  return {
+    name,
+    label,
     async setup(max) {
-      const { createPool } = await import('../dist/index.js').catch((err) => {
-        throw new Error('cannot load ../dist/index.js: run `npm run build` first (or skip it with --only=...)', { cause: err });
+      const entry = new URL('index.js', dist.endsWith('/') ? dist : `${dist}/`);
+      const { createPool } = await import(entry.href).catch((err) => {
+        throw new Error(`cannot load ${entry.pathname}: run \`npm run build\` first (or skip it with --only=...)`, { cause: err });
       });
       const pool = createPool({
         adapter: { create: async () => ({}), destroy: async () => {} },
@@ -60,7 +67,11 @@ const POOLS = [
       });
       return { acquire: () => pool.acquire(), release: (lease) => lease.release(), close: () => pool.close() };
     },
-  },
+  };
+}
+
+const POOLS = [
+  lifeguardPool('lifeguard', new URL('../dist/', import.meta.url).href),
   {
     name: 'generic-pool',
     setup(max) {
@@ -196,8 +207,12 @@ function parseArgs(argv) {
   const opts = { quick: false, only: null };
   for (const arg of argv) {
     if (arg === '--quick') opts.quick = true;
+    else if (arg.startsWith('--baseline=')) {
+      const dir = path.resolve(arg.slice('--baseline='.length));
+      POOLS.splice(1, 0, lifeguardPool('baseline', pathToFileURL(`${dir}/`).href, `lifeguard (baseline: ${dir})`));
+    }
     else if (arg.startsWith('--only=')) opts.only = arg.slice('--only='.length).split(',').filter(Boolean);
-    else throw new Error(`unknown argument ${arg} (expected --quick, --only=name,...)`);
+    else throw new Error(`unknown argument ${arg} (expected --quick, --only=name,..., --baseline=DIR)`);
   }
   const names = POOLS.map((p) => p.name);
   const unknown = (opts.only ?? []).filter((n) => !names.includes(n));

@@ -5,9 +5,9 @@
  * @module lifeguard
  */
 export { createPool } from './pool/pool.js';
-export type { PoolWrapping } from './pool/pool.js';
-export type { Pool, Lease, PoolStats, PoolHealth, HealthStatus, DestroyReason, CircuitState } from './pool/pool.js';
+export type { Pool, Lease, PoolStats, PoolHealth, HealthStatus, DestroyReason, CircuitState, PoolWrapping } from './pool/api.js';
 export { POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError } from './pool/options.js';
+export type { PoolDefaultName } from './pool/options.js';
 export type { Adapter, CreateContext, PoolOptions, AcquireOptions, RetryOptions, CircuitBreakerOptions } from './pool/options.js';
 export type { Clock, ClockTimer } from './pool/clock.js';
 export type { Summary } from './pool/histogram.js';

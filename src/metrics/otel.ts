@@ -5,7 +5,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import { InvalidPoolOptionError } from '../pool/errors.js';
 import { CHANNELS, type AcquireEndEvent, type CreateEvent, type ReleaseEvent, type TimeoutEvent } from '../pool/events.js';
-import type { PoolStats } from '../pool/pool.js';
+import type { PoolStats } from '../pool/api.js';
 
 /** Attributes on a measurement, as OpenTelemetry takes them. */
 export type MetricAttributesLike = Record<string, string>;

@@ -2,7 +2,7 @@
 // `pool.stats()`: no dependency, no registry, nothing running in the background.
 import { InvalidPoolOptionError } from '../pool/errors.js';
 import type { Summary } from '../pool/histogram.js';
-import type { CircuitState, PoolStats } from '../pool/pool.js';
+import type { CircuitState, PoolStats } from '../pool/api.js';
 
 /** What {@link toPrometheusText} reads from a pool: a `Pool` or a `PostgresPool` fits. */
 export interface PrometheusPool {

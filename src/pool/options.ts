@@ -178,11 +178,16 @@ const BREAKER_KEYS = new Set(['failureThreshold', 'cooldownMs']);
 const ACQUIRE_KEYS = new Set(['signal', 'timeoutMs', 'priority']);
 const ADAPTER_HOOKS = ['isBroken', 'ping', 'reset', 'isRetryable', 'isFatal', 'ref', 'probe'] as const;
 
+/** The pool options that have a fixed numeric default (see {@link POOL_DEFAULTS}). */
+export type PoolDefaultName =
+  | 'max' | 'min' | 'maxWaiting' | 'acquireTimeoutMs' | 'createTimeoutMs' | 'pingIfIdleMs' | 'pingTimeoutMs' | 'resetTimeoutMs'
+  | 'destroyTimeoutMs' | 'idleTimeoutMs' | 'maxLifetimeMs' | 'keepaliveMs' | 'leakDetectionMs' | 'probeIntervalMs';
+
 /**
  * For adapters: the defaults of the pool's numeric options, as `createPool` applies them
  * (`maxConnecting` defaults to `min(max, 4)`), to compare with what a server allows.
  */
-export const POOL_DEFAULTS = Object.freeze({
+export const POOL_DEFAULTS: Readonly<Required<Pick<PoolOptions<unknown>, PoolDefaultName>>> = Object.freeze({
   max: 10,
   min: 0,
   maxWaiting: Infinity,
@@ -197,7 +202,7 @@ export const POOL_DEFAULTS = Object.freeze({
   keepaliveMs: 60_000,
   leakDetectionMs: Infinity,
   probeIntervalMs: 100,
-} as const);
+});
 
 /** What the pool does with errors nobody awaits when no `onError` is given: a `LifeguardWarning` process warning. */
 export function defaultOnError(error: unknown): void {
@@ -279,6 +284,20 @@ export function checkAcquireOptions(options: unknown): InvalidPoolOptionError | 
   } catch (error) {
     return error as InvalidPoolOptionError;
   }
+}
+
+/** Validate close() options; returns the timeout (default 30 s) or the error to reject with. */
+export function checkCloseOptions(options: unknown): number | InvalidPoolOptionError {
+  if (options === undefined) return 30_000;
+  const given = (options as { timeoutMs?: unknown } | null)?.timeoutMs;
+  if (typeof options !== 'object' || options === null || Object.keys(options).some((key) => key !== 'timeoutMs')) {
+    return InvalidPoolOptionError.expected('close options', 'an object with only `timeoutMs`', options);
+  }
+  if (given === undefined) return 30_000;
+  if (typeof given !== 'number' || Number.isNaN(given) || given < 0) {
+    return InvalidPoolOptionError.expected('timeoutMs', 'a number of milliseconds >= 0 (or Infinity)', given);
+  }
+  return given;
 }
 
 function rejectUnknownKeys(prefix: string, object: object, known: ReadonlySet<string>): void {

@@ -356,3 +356,4 @@ export class WaiterQueue<W extends Waiter> {
     } else this.#due.delete(run);
   }
 }
+

@@ -1,0 +1,161 @@
+/**
+ * The demand side of the hand-off: acquires waiting for a resource. It is the waiter queue
+ * (FIFO within a priority, see waiters.ts) plus what a waiting caller is owed: its promise
+ * settled exactly once, its AbortSignal honoured, its deadline kept by one timer for the
+ * whole queue, and an `acquireEnd` event. Which resource a waiter gets is the dispatcher's
+ * decision (pool.ts); this file only settles waiters.
+ */
+import type { Clock, ClockTimer } from './clock.js';
+import { SystemClock } from './clock.js';
+import { channels } from './events.js';
+import { WaiterQueue, type Waiter } from './waiters.js';
+
+/** Rarely used parts of a waiter, kept apart so the common waiter stays small (100k queued waiters are a test case). */
+export interface WaiterExtras {
+  readonly signal: AbortSignal | undefined;
+  readonly stack: string | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** A queued acquire: the queue's node and the promise's settlers in one object. */
+export class PoolWaiter<L> implements Waiter {
+  prev: Waiter | undefined = undefined;
+  next: Waiter | undefined = undefined;
+  lane: Waiter['lane'] = undefined;
+  readonly resolve: (lease: L) => void;
+  readonly reject: (error: unknown) => void;
+
+  /** Call right after `new Promise(captureResolvers)`, which left its resolvers in the module slots. */
+  constructor(
+    readonly enqueuedAt: number,
+    /** The timeout the caller asked for, reported as is (deadline - enqueuedAt has float noise). */
+    readonly timeoutMs: number,
+    readonly deadline: number,
+    readonly extras: WaiterExtras | undefined,
+  ) {
+    this.resolve = capturedResolve as (lease: L) => void;
+    this.reject = capturedReject;
+  }
+}
+
+// A shared executor instead of a closure per waiter (new Promise() calls it synchronously):
+// with 100k queued callers, every byte per waiter shows up as garbage-collector time.
+let capturedResolve: (value: never) => void;
+let capturedReject: (error: unknown) => void;
+function captureResolvers(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+export interface AcquireQueueHooks<L> {
+  /** A waiter reached its deadline (already out of the queue): settle it with `fail`. */
+  timedOut(waiter: PoolWaiter<L>): void;
+  /** A waiter's signal aborted (already out of the queue and failed). */
+  aborted(): void;
+  /** The queue became empty or non-empty: whether a caller awaits the pool may have changed. */
+  occupancyChanged(): void;
+}
+
+export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
+  readonly #clock: Clock;
+  /** The caching system clock, whose precise() a deadline is checked against; undefined for other clocks. */
+  readonly #systemClock: SystemClock | undefined;
+  readonly #face: object;
+  readonly #hooks: AcquireQueueHooks<L>;
+  #deadlineTimer: ClockTimer | undefined;
+  #deadlineAt = Infinity;
+
+  constructor(clock: Clock, face: object, hooks: AcquireQueueHooks<L>) {
+    super();
+    this.#clock = clock;
+    this.#systemClock = clock instanceof SystemClock ? clock : undefined;
+    this.#face = face;
+    this.#hooks = hooks;
+  }
+
+  /**
+   * A precise reading (~50 ns, only for callers that may queue): a deadline counted from a
+   * cached reading could be corrected only later, and under load that correction kept
+   * moving, so a busy process never timed its waiters out (FAULTS.md I1).
+   */
+  preciseNow(): number {
+    return this.#systemClock?.precise() ?? this.#clock.now();
+  }
+
+  /** Queue an acquire made at `now`; its promise settles through serve(), fail() or its deadline. */
+  enqueue(now: number, timeoutMs: number, priority: number, extras: WaiterExtras | undefined): Promise<L> {
+    const promise = new Promise<L>(captureResolvers);
+    const waiter = new PoolWaiter<L>(now, timeoutMs, now + timeoutMs, extras);
+    this.push(waiter, priority);
+    if (this.size === 1) this.#hooks.occupancyChanged();
+    if (waiter.deadline < this.#deadlineAt) this.#armDeadline(waiter.deadline, now);
+    const signal = extras?.signal;
+    if (signal !== undefined) {
+      const onAbort = (): void => {
+        if (!this.remove(waiter)) return;
+        this.#hooks.aborted();
+        this.fail(waiter, signal.reason);
+      };
+      extras!.onAbort = onAbort;
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    return promise;
+  }
+
+  /** Settle a waiter (already out of the queue) with its lease. */
+  serve(waiter: PoolWaiter<L>, lease: L, waitMs: number): void {
+    const extras = waiter.extras;
+    if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
+    if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs });
+    waiter.resolve(lease);
+    if (this.size === 0) this.#hooks.occupancyChanged();
+  }
+
+  /** Settle a waiter (already out of the queue) with an error. */
+  fail(waiter: PoolWaiter<L>, error: unknown): void {
+    const extras = waiter.extras;
+    if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
+    if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs: this.#clock.now() - waiter.enqueuedAt, error });
+    waiter.reject(error);
+    if (this.size === 0) this.#hooks.occupancyChanged();
+  }
+
+  /** Fail every waiter with the error `make` gives for it (close()). */
+  failAll(make: () => unknown): void {
+    for (const waiter of [...this]) {
+      this.remove(waiter);
+      this.fail(waiter, make());
+    }
+  }
+
+  /**
+   * Time out the waiters already past their deadline before a resource is handed to one:
+   * when timers run late (a blocked event loop), a release that runs before the deadline
+   * timer must not serve an acquire that has already expired.
+   */
+  expireOverdue(now: number): void {
+    if (now < this.#deadlineAt) return;
+    if (this.#deadlineTimer !== undefined) this.#clock.clearTimeout(this.#deadlineTimer);
+    this.#onDeadline();
+  }
+
+  dispose(): void {
+    if (this.#deadlineTimer !== undefined) this.#clock.clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
+    this.#deadlineAt = Infinity;
+  }
+
+  #armDeadline(at: number, now: number): void {
+    if (this.#deadlineTimer !== undefined) this.#clock.clearTimeout(this.#deadlineTimer);
+    this.#deadlineAt = at;
+    this.#deadlineTimer = at === Infinity ? undefined : this.#clock.setTimeout(this.#onDeadline, Math.max(0, at - now));
+  }
+
+  readonly #onDeadline = (): void => {
+    this.#deadlineTimer = undefined;
+    this.#deadlineAt = Infinity;
+    const now = this.preciseNow();
+    const next = this.expire(now, this.#hooks.timedOut);
+    if (next !== Infinity && next < this.#deadlineAt) this.#armDeadline(next, now);
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * The pool's life apart from serving: warmup(), drain()/resume() (PgBouncer's PAUSE),
+ * invalidate() (retire every resource that exists now), and close(), whose sequence is in
+ * close.ts. It owns the flags the dispatcher consults (`closing`, `draining`, `generation`)
+ * and the promises callers await here.
+ */
+import { closePool, type ClosingPool } from './close.js';
+import { CREATING, DESTROYED, DESTROYING, type Entry, type EntryTable } from './entry.js';
+import { PoolClosedError, PoolError } from './errors.js';
+import { checkCloseOptions } from './options.js';
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+export interface LifecycleHost<T> {
+  destroy(entry: Entry<T>, reason: 'drained' | 'invalidated'): void;
+  pump(): void;
+  /** Whether a caller awaits the pool may have changed (a warmup, close()). */
+  holdChanged(): void;
+  /** close() has resolved: nothing of the pool may keep the process alive any more. */
+  closed(): void;
+}
+
+export class PoolLifecycle<T> {
+  /** From the moment close() is called. */
+  closing = false;
+  /** True from close() until it resolved: its caller awaits it. */
+  closeRunning = false;
+  /** Between drain() and resume(). */
+  draining = false;
+  /** Bumped by invalidate(): resources of an older generation are retired. */
+  generation = 0;
+  #closePromise: Promise<void> | undefined;
+  #drainPromise: Promise<void> | undefined;
+  #onEmpty: (() => void) | undefined;
+  #warmups: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** Set while close() waits for leases: called when a resource close() waits for is destroyed. */
+  #onOutstanding: (() => void) | undefined;
+  readonly #table: EntryTable<T>;
+  readonly #min: number;
+  readonly #host: LifecycleHost<T>;
+  readonly #closingPool: Omit<ClosingPool<T>, 'onOutstandingChange' | 'settleEmpty'>;
+
+  constructor(table: EntryTable<T>, min: number, host: LifecycleHost<T>, closingPool: Omit<ClosingPool<T>, 'onOutstandingChange' | 'settleEmpty'>) {
+    this.#table = table;
+    this.#min = min;
+    this.#host = host;
+    this.#closingPool = closingPool;
+  }
+
+  get awaitingWarmup(): boolean {
+    return this.#warmups.length > 0;
+  }
+
+  warmup(): Promise<void> {
+    if (this.closing) return Promise.reject(new PoolClosedError());
+    if (this.#table.size() >= this.#min) return RESOLVED;
+    const done = new Promise<void>((resolve, reject) => this.#warmups.push({ resolve, reject }));
+    this.#host.holdChanged();
+    this.#host.pump();
+    return done;
+  }
+
+  /** A create succeeded: warmups are done once `min` resources exist. */
+  created(): void {
+    if (this.#warmups.length > 0 && this.#table.size() >= this.#min) this.settleWarmups();
+  }
+
+  /** Resolve every pending warmup(), or reject them with `error`. */
+  settleWarmups(error?: unknown): void {
+    const warmups = this.#warmups.splice(0);
+    for (const warmup of warmups) {
+      if (error === undefined) warmup.resolve();
+      else warmup.reject(error);
+    }
+    this.#host.holdChanged();
+  }
+
+  drain(): Promise<void> {
+    if (this.closing) return this.#closePromise!;
+    if (this.#drainPromise !== undefined) return this.#drainPromise;
+    this.draining = true;
+    this.settleWarmups(new PoolError('Pool drained before warmup finished', 'POOL_DRAINED'));
+    this.#drainPromise = new Promise<void>((resolve) => {
+      this.#onEmpty = resolve;
+    });
+    for (const entry of [...this.#table.idle]) this.#host.destroy(entry, 'drained');
+    if (this.#table.all.size === 0) this.#settleEmpty();
+    return this.#drainPromise;
+  }
+
+  resume(): void {
+    if (!this.draining) return;
+    this.draining = false;
+    this.#drainPromise = undefined;
+    this.#settleEmpty();
+    if (!this.closing) this.#host.pump();
+  }
+
+  invalidate(): void {
+    if (this.closing) return;
+    this.generation++;
+    for (const entry of this.#table.all) {
+      // Creating entries are judged by their generation when they finish (the dispatcher's #deliver).
+      if (entry.state !== CREATING && entry.state !== DESTROYING && entry.state !== DESTROYED) entry.expiresAt = -Infinity;
+    }
+    for (const entry of [...this.#table.idle]) this.#host.destroy(entry, 'invalidated');
+  }
+
+  /** An entry is gone for good: a drain waiting for an empty pool may be over. */
+  entryGone(): void {
+    if (this.#onEmpty !== undefined && this.#table.all.size === 0) this.#settleEmpty();
+  }
+
+  /** A resource was destroyed while closing: close() may be waiting for the last lease. */
+  destroyedWhileClosing(): void {
+    this.#onOutstanding?.();
+  }
+
+  close(options: { timeoutMs?: number } | undefined): Promise<void> {
+    if (this.#closePromise !== undefined) return this.#closePromise;
+    const timeoutMs = checkCloseOptions(options);
+    if (typeof timeoutMs !== 'number') return Promise.reject(timeoutMs);
+    this.closing = true;
+    this.closeRunning = true;
+    this.#host.holdChanged();
+    const pool: ClosingPool<T> = {
+      ...this.#closingPool,
+      failWaiters: () => {
+        this.#closingPool.failWaiters();
+        this.settleWarmups(new PoolClosedError());
+      },
+      onOutstandingChange: (listener) => {
+        this.#onOutstanding = listener;
+      },
+      settleEmpty: () => this.#settleEmpty(),
+    };
+    this.#closePromise = closePool(pool, timeoutMs).finally(() => {
+      this.closeRunning = false;
+      this.#host.closed();
+    });
+    return this.#closePromise;
+  }
+
+  #settleEmpty(): void {
+    const resolve = this.#onEmpty;
+    this.#onEmpty = undefined;
+    resolve?.();
+  }
+}

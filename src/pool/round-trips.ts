@@ -1,0 +1,89 @@
+/**
+ * The two round trips a resource makes to its server between leases: the ping (before a
+ * borrow when it sat idle longer than pingIfIdleMs, or as a keepalive) and the reset when
+ * it comes back. Each moves the entry into CHECKING or RESETTING for its duration and ends
+ * by handing the resource back to the dispatcher, or destroying it.
+ */
+import type { DestroyReason } from './api.js';
+import type { AdapterCalls } from './adapter-calls.js';
+import type { Clock } from './clock.js';
+import { CHECKING, RESETTING, type Entry, type EntryTable } from './entry.js';
+
+export interface RoundTripHost<T> {
+  closing(): boolean;
+  /** A healthy resource is available again. */
+  giveBack(entry: Entry<T>, now: number): void;
+  destroy(entry: Entry<T>, reason: DestroyReason): Promise<void>;
+  pump(): void;
+}
+
+export class RoundTrips<T> {
+  readonly #clock: Clock;
+  readonly #table: EntryTable<T>;
+  readonly #calls: AdapterCalls<T>;
+  readonly #host: RoundTripHost<T>;
+  /** Keepalive pings in flight: unlike borrow-time pings, they are not on their way to a waiter. */
+  #keepalives = 0;
+
+  constructor(clock: Clock, table: EntryTable<T>, calls: AdapterCalls<T>, host: RoundTripHost<T>) {
+    this.#clock = clock;
+    this.#table = table;
+    this.#calls = calls;
+    this.#host = host;
+  }
+
+  /** Borrow-time pings in flight: each ends by handing its resource to the head waiter. */
+  borrowPings(): number {
+    return this.#table.counts[CHECKING]! - this.#keepalives;
+  }
+
+  /** Ping an idle resource (already out of the idle stack, so nobody else can take it), bounded by `boundMs`. */
+  ping(entry: Entry<T>, boundMs: number, keepalive: boolean): void {
+    const host = this.#host;
+    this.#table.transition(entry, CHECKING);
+    if (keepalive) this.#keepalives++;
+    const pinged = this.#calls.ping(entry.resource, boundMs);
+    const task = (keepalive ? pinged.finally(() => this.#keepalives--) : pinged).then(
+      () => {
+        const now = this.#clock.now();
+        entry.lastUsedAt = now;
+        if (host.closing()) return host.destroy(entry, 'closed');
+        if (this.#calls.isBroken(entry.resource)) return host.destroy(entry, 'broken');
+        host.giveBack(entry, now);
+        host.pump();
+        return undefined;
+      },
+      (error: unknown) => {
+        if (keepalive) this.#calls.report(error);
+        return host.destroy(entry, host.closing() ? 'closed' : 'pingFailed');
+      },
+    );
+    this.#calls.track(task);
+  }
+
+  /** Reset a returned resource, bounded by resetTimeoutMs; tracked so that close() waits for it. */
+  reset(entry: Entry<T>): Promise<void> {
+    const task = this.#reset(entry);
+    this.#calls.track(task);
+    return task;
+  }
+
+  async #reset(entry: Entry<T>): Promise<void> {
+    const host = this.#host;
+    this.#table.transition(entry, RESETTING);
+    try {
+      await this.#calls.reset(entry.resource);
+    } catch (error) {
+      this.#calls.report(error);
+      await host.destroy(entry, 'resetFailed');
+      return;
+    }
+    const now = this.#clock.now();
+    if (host.closing()) await host.destroy(entry, 'closed');
+    else if (this.#calls.isBroken(entry.resource)) await host.destroy(entry, 'broken');
+    else {
+      entry.lastUsedAt = now;
+      host.giveBack(entry, now);
+    }
+  }
+}
