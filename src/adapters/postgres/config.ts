@@ -4,9 +4,8 @@
  */
 import { createRequire } from 'node:module';
 import type pg from 'pg';
-import { InvalidPoolOptionError, show } from '../../pool/errors.js';
-import { POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError, type PoolOptions } from '../../index.js';
-import type { SessionLimitCheck } from './index.js';
+import { InvalidPoolOptionError, POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError, type PoolOptions } from '../../index.js';
+import type { SessionLimitCheck } from './server-checks.js';
 
 // The URL parser pg itself uses, loaded from pg's own dependencies: same semantics as pg, no extra dependency.
 const requireFromPg = createRequire(createRequire(import.meta.url).resolve('pg'));
@@ -75,8 +74,21 @@ interface Source {
 const label = (key: string, source: Source): string => (source.fromUrl ? `the \`${key}\` parameter of \`connectionString\`` : `\`${key}\``);
 const optionOf = (key: string, source: Source): string => (source.fromUrl ? 'connectionString' : key);
 
+/**
+ * A refused value, rendered as `InvalidPoolOptionError.expected` renders one, so these
+ * refusals read like the core's. Never given a password or a URL: see {@link refuseHidden}.
+ */
+function showValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (value === undefined || value === null) return String(value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  return 'an object';
+}
+
 function refuse(key: string, source: Source, expectation: string, value: unknown): never {
-  throw new InvalidPoolOptionError(optionOf(key, source), `Expected ${label(key, source)} to be ${expectation}, got ${show(value)}`);
+  throw new InvalidPoolOptionError(optionOf(key, source), `Expected ${label(key, source)} to be ${expectation}, got ${showValue(value)}`);
 }
 
 /** A refusal that never shows the value (a password, or a host that holds one). */

@@ -4,9 +4,7 @@
  * reported as committed.
  */
 import type pg from 'pg';
-import { InvalidPoolOptionError, PoolError } from '../../pool/errors.js';
-import type { Pool } from '../../index.js';
-import type { AcquireOptions } from '../../pool/options.js';
+import { InvalidPoolOptionError, PoolError, type AcquireOptions, type Pool } from '../../index.js';
 import { isTransactionRetryable } from './classify.js';
 import { isClientFatal, state, transactionStatus } from './client-state.js';
 
