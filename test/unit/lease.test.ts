@@ -305,7 +305,7 @@ describe('leak detection', () => {
     expect(leak.code).toBe('POOL_LEAK_DETECTED');
     expect(leak.heldMs).toBe(2_000);
     expect(leak.stack).toContain('acquireAtLeakSite');
-    expect(leak.stack).toContain('leases.test.ts');
+    expect(leak.stack).toContain('lease.test.ts');
 
     // Keep the pool's housekeeping running (an idle resource due for keepalive pings) while the leak goes on.
     const other = await pool.acquire();
