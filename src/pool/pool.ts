@@ -1,10 +1,9 @@
 /**
- * The dispatcher: the centre of the pool. It matches waiting acquires with resources
- * (`#pump`), takes returns (release, reset, destroy), keeps waiters' deadlines, and owns
- * the pool's life (drain, invalidate, close). Every other behaviour is a part it wires up
- * here and calls by name: the entry table (state machine), the create loop, the circuit
- * breaker, the recovery probe, maintenance, metrics, the adapter calls. docs/ARCHITECTURE.md
- * draws the map.
+ * The dispatcher, the centre of the pool: acquire (a fast path for an idle resource, else
+ * the queue), `#pump` (the one place that matches waiters with resources and starts
+ * creates), the hand-off of a resource to a waiter or to the idle stack, release and
+ * destroy. Everything else is a part named for what it does, made and wired in parts.ts;
+ * docs/ARCHITECTURE.md is the map.
  */
 import type { AcquireQueue, PoolWaiter, WaiterExtras } from './acquire-queue.js';
 import type { AdapterCalls } from './adapter-calls.js';
