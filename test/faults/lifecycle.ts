@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { expect } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
 import { sleep, type ShutdownMode, type TestDatabase, type TestPool } from '../integration/harness.js';
-import { errorsByKind, type FaultMark, type Observer, type OpRecord } from './observer.js';
+import { errorsByKind, type FaultMark, type Observer, type OpRecord, type Report } from './observer.js';
 
 /** The fault suite's pool: I7's bound retry.maxTimeoutMs + createTimeoutMs + 500 ms is 2 s. */
 export const BASE = { max: 5, acquireTimeoutMs: 2000, createTimeoutMs: 500, retry: { minTimeoutMs: 100, maxTimeoutMs: 1000 } } as const;
@@ -232,4 +232,11 @@ export async function serverOutage(db: TestDatabase, observer: Observer, { name,
   } finally {
     if (serverDown) await db.start();
   }
+}
+
+/** Once the fault is removed: I7's time to the first good operation (trying for up to 5 s), 500 ms more load, then the observer's report. */
+export async function recoverAndFinish(observer: Observer): Promise<{ recoveryMs: number; result: Report }> {
+  const recoveryMs = await observer.recovery(5000);
+  await sleep(500);
+  return { recoveryMs, result: await observer.finish() };
 }

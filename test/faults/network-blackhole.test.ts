@@ -20,7 +20,7 @@ import { describe, expect, it } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
 import { sleep, usePostgres } from '../integration/harness.js';
 import { round, streamOf, useProxiedPools } from './network.js';
-import { closingChecks, SLACK_MS } from './scenarios.js';
+import { burstOfAcquires, closingChecks, SLACK_MS } from './scenarios.js';
 import { fill, note, outcome, settleMs, timeUntil } from './util.js';
 
 const execFileAsync = promisify(execFile);
@@ -40,16 +40,8 @@ describe('F17 blackhole on idle connections (half-open, detected on borrow)', ()
     const fault = obs.fault('blackhole on the existing links');
     const toxic = proxy.blackhole({ scope: 'existing' }); // new links stay healthy
     await sleep(600);
-    const used: pg.Client[] = [];
     const burstFrom = performance.now();
-    const burst = await Promise.allSettled(
-      Array.from({ length: 10 }, () =>
-        obs.run(async (client) => {
-          used.push(client);
-          await client.query('SELECT 1');
-        }),
-      ),
-    );
+    const { settled: burst, used } = await burstOfAcquires(obs, 10);
     const burstMs = performance.now() - burstFrom;
     // The blackholed sockets are torn down (not politely ended: nothing would answer): the proxy sees them close.
     const tornDownMs = await timeUntil('the blackholed links to close', () => proxy.stats().active === pool.stats().size, { from: burstFrom, timeoutMs: 2000 });

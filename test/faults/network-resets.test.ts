@@ -19,7 +19,7 @@ import { DestroyTimeoutError } from '../../src/index.js';
 import { sleep, usePostgres, waitFor } from '../integration/harness.js';
 import { round, sha256, streamOf, useProxiedPools } from './network.js';
 import { errorsByKind, Observer } from './observer.js';
-import { ACQUIRE_TIMEOUT_MS, closingChecks, loadUntilFull, MAX, SLACK_MS, tracked } from './scenarios.js';
+import { ACQUIRE_TIMEOUT_MS, closingChecks, loadUntilFull, MAX, SLACK_MS, tenAcquires, tracked } from './scenarios.js';
 import { fill, note, outcome, percentile, settleMs, timeUntil } from './util.js';
 
 const db = usePostgres();
@@ -42,16 +42,7 @@ describe('F16 RST (reset_peer) on idle and in-flight connections', () => {
     expect(proxy.stats().resets, 'the proxy sent 5 RSTs').toBe(5);
     const sizeAfterRst = pool.stats().size;
 
-    const used: pg.Client[] = [];
-    const once = (): Promise<unknown> =>
-      obs
-        .run(async (client) => {
-          used.push(client);
-          await client.query('SELECT 1');
-        })
-        .catch(() => undefined);
-    for (let i = 0; i < 5; i++) await once();
-    await Promise.all(Array.from({ length: 5 }, once));
+    const used = await tenAcquires(obs);
     fault.end();
 
     expect(obs.failures(), 'the 10 acquires after the RST: 0 errors').toEqual([]);

@@ -52,6 +52,35 @@ export async function closingChecks(obs: Observer, checks: ClosingChecks = {}): 
   await obs.closeAndCheck();
 }
 
+/** 5 sequential then 5 concurrent acquire + SELECT 1, through the observer (failures are in obs.records); the clients used. */
+export async function tenAcquires(obs: Observer): Promise<pg.Client[]> {
+  const used: pg.Client[] = [];
+  const once = (): Promise<unknown> =>
+    obs
+      .run(async (client) => {
+        used.push(client);
+        await client.query('SELECT 1');
+      })
+      .catch(() => undefined);
+  for (let i = 0; i < 5; i++) await once();
+  await Promise.all(Array.from({ length: 5 }, once));
+  return used;
+}
+
+/** `n` acquire + SELECT 1 at once, through the observer: how each settled, and the clients used. */
+export async function burstOfAcquires(obs: Observer, n: number): Promise<{ settled: PromiseSettledResult<void>[]; used: pg.Client[] }> {
+  const used: pg.Client[] = [];
+  const settled = await Promise.allSettled(
+    Array.from({ length: n }, () =>
+      obs.run(async (client) => {
+        used.push(client);
+        await client.query('SELECT 1');
+      }),
+    ),
+  );
+  return { settled, used };
+}
+
 /** One operation of tracked load work: which client served it, when, and how it ended. */
 export interface Use {
   readonly client: pg.Client;

@@ -21,7 +21,7 @@ import { describe, expect, it } from 'vitest';
 import { isConnectionFatal, isRetryableConnectError } from '../../src/adapters/postgres/index.js';
 import type { PoolStats } from '../../src/index.js';
 import { PROVIDER_CAPABILITIES, sleep, usePostgres, waitFor } from '../integration/harness.js';
-import { AttemptMeter, attempts, backgroundWork, BASE, checkNoConnectStorm, codeOf, failuresIn, I7_MS, opsIn, round, serverOutage, trackedBackgroundLoad, typedFailures, within } from './lifecycle.js';
+import { AttemptMeter, attempts, backgroundWork, BASE, checkNoConnectStorm, codeOf, failuresIn, I7_MS, opsIn, recoverAndFinish, round, serverOutage, trackedBackgroundLoad, typedFailures, within } from './lifecycle.js';
 import { errorKind, errorsByKind, Observer } from './observer.js';
 import { closingChecks, observedPool } from './scenarios.js';
 import { activeResources, gc, note } from './util.js';
@@ -278,9 +278,7 @@ describe.runIf(PROVIDER_CAPABILITIES.stopStart)('B. server lifecycle (FAULTS.md 
       pool.resume();
       expect.soft(pool.draining, 'F12: resume() leaves the drained state').toBe(false);
       fault.end();
-      const recoveryMs = await observer.recovery(5000);
-      await sleep(500);
-      const result = await observer.finish();
+      const { recoveryMs, result } = await recoverAndFinish(observer);
 
       Object.assign(figures, {
         drainResolvedAfterReleaseMs: round(drainedAt - releaseAt),
@@ -340,9 +338,7 @@ describe.runIf(PROVIDER_CAPABILITIES.stopStart)('B. server lifecycle (FAULTS.md 
     await sleep(300);
     const meter = new AttemptMeter(pool).start();
     const { downAt, startAt, upAt } = await serverOutage(db, observer, { name: 'outage', mode: 'fast', downMs: outageMs });
-    const recoveryMs = await observer.recovery(5000);
-    await sleep(500);
-    const result = await observer.finish();
+    const { recoveryMs, result } = await recoverAndFinish(observer);
     meter.stop();
 
     // Failures of operations that started while the server was down: typed, with the connection error as cause (pg #2973).

@@ -16,9 +16,9 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
 import { pidOf, sleep, usePostgres, waitFor, type TestPool } from '../integration/harness.js';
-import { errorsByKind, type Observer } from './observer.js';
-import { closingChecks, loadUntilFull, MAX, SLACK_MS, tracked } from './scenarios.js';
-import { useSqlFaults } from './sql-faults.js';
+import { errorsByKind } from './observer.js';
+import { closingChecks, loadUntilFull, MAX, SLACK_MS, tenAcquires, tracked } from './scenarios.js';
+import { borrowVictim, useSqlFaults } from './sql-faults.js';
 import { codes, fill, note, outcome, timeUntil } from './util.js';
 
 const db = usePostgres();
@@ -32,21 +32,6 @@ const evictions = (pool: TestPool): number => {
 // ------------------------------------------------------------------ F1
 
 describe('F1 pg_terminate_backend on idle pooled connections', () => {
-  /** 5 sequential then 5 concurrent acquire + SELECT 1, through the observer; the clients used. */
-  async function tenAcquires(obs: Observer): Promise<pg.Client[]> {
-    const used: pg.Client[] = [];
-    const once = (): Promise<unknown> =>
-      obs
-        .run(async (client) => {
-          used.push(client);
-          await client.query('SELECT 1');
-        })
-        .catch(() => undefined);
-    for (let i = 0; i < 5; i++) await once();
-    await Promise.all(Array.from({ length: 5 }, once));
-    return used;
-  }
-
   it('(a) acquires right after the kill: borrow-time validation (idle > pingIfIdleMs) catches every dead client', async () => {
     const { pool, obs } = harness({ pingIfIdleMs: 500 });
     const originals = await fill(obs, 5);
@@ -148,11 +133,7 @@ describe('F2 pg_terminate_backend on a borrowed connection mid-query', () => {
       const t = tracked((c) => c.query('SELECT pg_sleep(0.05)'));
       await loadUntilFull(obs, { workers: 7, work: t.work });
 
-      const lease = await pool.acquire();
-      const victim = lease.resource;
-      const leasedAt = performance.now();
-      const pid = pidOf(victim);
-      const brokenBefore = pool.stats().destroyedByReason.broken;
+      const { lease, victim, leasedAt, pid, brokenBefore } = await borrowVictim(pool);
       const startedAt = performance.now();
       const running = outcome(victim.query('SELECT pg_sleep(5)'));
       const second = queued

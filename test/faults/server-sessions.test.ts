@@ -18,8 +18,8 @@ import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isConnectionFatal, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
 import { pidOf, sleep, usePostgres } from '../integration/harness.js';
-import { closingChecks, loadUntilFull, MAX, SLACK_MS, tracked } from './scenarios.js';
-import { useSqlFaults } from './sql-faults.js';
+import { burstOfAcquires, closingChecks, loadUntilFull, MAX, SLACK_MS, tracked } from './scenarios.js';
+import { borrowVictim, useSqlFaults } from './sql-faults.js';
 import { codes, fill, note, timeUntil } from './util.js';
 
 const db = usePostgres();
@@ -35,11 +35,7 @@ describe('F4 idle_in_transaction_session_timeout while borrowed (25P03)', () => 
     const t = tracked();
     await loadUntilFull(obs, { workers: 7, work: t.work });
 
-    const lease = await pool.acquire();
-    const victim = lease.resource;
-    const leasedAt = performance.now();
-    const pid = pidOf(victim);
-    const brokenBefore = pool.stats().destroyedByReason.broken;
+    const { lease, victim, leasedAt, pid, brokenBefore } = await borrowVictim(pool);
     await victim.query('BEGIN');
     const fault = obs.fault('idle in transaction past the server timeout');
     await sleep(600); // inject: the borrower idles inside its transaction
@@ -84,16 +80,8 @@ describe('F5 idle_session_timeout kills idle pooled connections (57P05)', () => 
     await sleep(Math.max(0, idleFrom + 1500 - performance.now())); // inject: 1.5 s idle
     fault.end();
 
-    const used: pg.Client[] = [];
     const burstFrom = performance.now();
-    const burst = await Promise.allSettled(
-      Array.from({ length: 20 }, () =>
-        obs.run(async (client) => {
-          used.push(client);
-          await client.query('SELECT 1');
-        }),
-      ),
-    );
+    const { settled: burst, used } = await burstOfAcquires(obs, 20);
     const burstMs = performance.now() - burstFrom;
     const rejected = burst.filter((r) => r.status === 'rejected');
     expect(rejected.map((r) => String((r as PromiseRejectedResult).reason)), '0 failed operations in the burst').toEqual([]);

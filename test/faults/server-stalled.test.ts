@@ -14,7 +14,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
 import { pidOf, PROVIDER, PROVIDER_CAPABILITIES, sleep, usePostgres } from '../integration/harness.js';
-import { attempts, backgroundWork, BASE, ClientTracker, codeOf, I7_MS, round, typedFailures } from './lifecycle.js';
+import { attempts, backgroundWork, BASE, ClientTracker, codeOf, I7_MS, recoverAndFinish, round, typedFailures } from './lifecycle.js';
 import { errorKind, errorsByKind } from './observer.js';
 import { closingChecks, observedPool } from './scenarios.js';
 import { note } from './util.js';
@@ -90,9 +90,7 @@ describe('B. slow server (FAULTS.md F14)', () => {
       delaySet = false;
       const removedAt = performance.now();
       fault.end();
-      const recoveryMs = await observer.recovery(5000);
-      await sleep(500);
-      const result = await observer.finish();
+      const { recoveryMs, result } = await recoverAndFinish(observer);
 
       // Acquires that needed a new connection during the delay: timed out (or refused by the
       // breaker) with CreateTimeoutError as the cause, never later than their deadline.
@@ -198,9 +196,7 @@ describe.runIf(PROVIDER_CAPABILITIES.pause)('B. frozen server (docker pause / SI
       paused = false;
       const unpausedAt = performance.now();
       fault.end();
-      const recoveryMs = await observer.recovery(5000);
-      await sleep(500);
-      const result = await observer.finish();
+      const { recoveryMs, result } = await recoverAndFinish(observer);
 
       // Queries in flight at the freeze end by queryTimeoutMs (+100 ms) with a fatal error (F18);
       // the operations around them (destroy included, as withConnection does) are not slowed by more than 50 ms (F22).

@@ -1,14 +1,17 @@
 // What the fault files injecting with SQL share (server-kills, server-sessions, server-refusals:
 // FAULTS.md §3 A, F1–F9): observed pools stopped and closed after each test, LOGIN roles made for
-// one test and dropped after it, and pg_terminate_backend on a pool's sessions.
+// one test and dropped after it, pg_terminate_backend on a pool's sessions, and the borrowed
+// client a test breaks.
 //
 // Role-level settings (idle timeouts, CONNECTION LIMIT, PASSWORD) need a role the pool logs in
 // as: the test user is a superuser, which CONNECTION LIMIT ignores. Each such test creates its
 // own LOGIN role; afterEach terminates its sessions and drops it.
 import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
 import { afterEach } from 'vitest';
 import type { PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
-import { type TestDatabase, type TestPool, waitFor } from '../integration/harness.js';
+import type { Lease } from '../../src/index.js';
+import { pidOf, type TestDatabase, type TestPool, waitFor } from '../integration/harness.js';
 import type { Observer } from './observer.js';
 import { ACQUIRE_TIMEOUT_MS, MAX, observedPool } from './scenarios.js';
 
@@ -70,4 +73,25 @@ export function useSqlFaults(db: TestDatabase): SqlFaults {
   }
 
   return { harness, createRole, terminate };
+}
+
+/** A lease the test is about to break from the server side, with what it checks afterwards. */
+export interface Victim {
+  readonly lease: Lease<pg.Client>;
+  readonly victim: pg.Client;
+  readonly leasedAt: number;
+  /** Its backend's PID, to kill or watch it. */
+  readonly pid: number;
+  /** destroyedByReason.broken before anything happened to it. */
+  readonly brokenBefore: number;
+}
+
+/** Acquire the client a test will break (F2, F4). */
+export async function borrowVictim(pool: TestPool): Promise<Victim> {
+  const lease = await pool.acquire();
+  const victim = lease.resource;
+  const leasedAt = performance.now();
+  const pid = pidOf(victim);
+  const brokenBefore = pool.stats().destroyedByReason.broken;
+  return { lease, victim, leasedAt, pid, brokenBefore };
 }
