@@ -5,7 +5,8 @@
 import type pg from 'pg';
 import { expect } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
-import { sleep, type ShutdownMode, type TestDatabase, type TestPool } from '../integration/harness.js';
+import { sleep, type TestDatabase, type TestPool } from '../integration/harness.js';
+import type { ShutdownMode } from '../integration/providers.js';
 import { errorsByKind, type FaultMark, type Observer, type OpRecord, type Report } from './observer.js';
 
 /** The fault suite's pool: I7's bound retry.maxTimeoutMs + createTimeoutMs + 500 ms is 2 s. */

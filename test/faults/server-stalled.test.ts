@@ -13,7 +13,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
-import { pidOf, PROVIDER, PROVIDER_CAPABILITIES, sleep, usePostgres } from '../integration/harness.js';
+import { pidOf, sleep, usePostgres } from '../integration/harness.js';
+import { PROVIDER, PROVIDER_CAPABILITIES } from '../integration/providers.js';
 import { attempts, backgroundWork, BASE, ClientTracker, codeOf, I7_MS, recoverAndFinish, round, typedFailures } from './lifecycle.js';
 import { errorKind, errorsByKind } from './observer.js';
 import { closingChecks, observedPool } from './scenarios.js';

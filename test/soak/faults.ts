@@ -1,6 +1,7 @@
 // The soak's faults, one per tick (see the header of soak.soak.ts for what each does and why
 // they come in this order): how each is put in place and removed, and SOAK_FAULTS' selection.
-import { sleep, type Capabilities, type TestDatabase } from '../integration/harness.js';
+import { sleep, type TestDatabase } from '../integration/harness.js';
+import type { Capabilities } from '../integration/providers.js';
 import type { ChaosProxy } from '../support/chaos-proxy.js';
 
 export interface FaultContext {
