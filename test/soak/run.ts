@@ -13,24 +13,7 @@ import { QuiescentPoints } from './quiescent.js';
 import type { FaultMark, SoakResult } from './records.js';
 import { handleCounts } from './resources.js';
 import { ServerSampler } from './sampler.js';
-import {
-  ACQUIRE_TIMEOUT_MS,
-  CREATE_TIMEOUT_MS,
-  DESTROY_TIMEOUT_MS,
-  DURATION_MS,
-  FAULT_EVERY_MS,
-  IDLE_TIMEOUT_MS,
-  MAX,
-  MAX_LIFETIME_MS,
-  PING_IF_IDLE_MS,
-  QUERY_TIMEOUT_MS,
-  RECOVERY_BOUND_MS,
-  RECOVERY_GIVE_UP_MS,
-  RETRY_MAX_TIMEOUT_MS,
-  SETTLE_MS,
-  WORKERS,
-  describeSettings,
-} from './settings.js';
+import { describeSettings, DURATION_MS, FAULT_EVERY_MS, MAX, POOL_OPTIONS, RECOVERY_BOUND_MS, RECOVERY_GIVE_UP_MS, SETTLE_MS, WORKERS } from './settings.js';
 import { StatusLines } from './status.js';
 import { printSummary } from './summary.js';
 import { Workload } from './workload.js';
@@ -63,14 +46,7 @@ export async function runSoak(db: TestDatabase, registerCleanup: (cleanup: () =>
     port: proxy.port,
     application_name: app,
     max: MAX,
-    acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
-    queryTimeoutMs: QUERY_TIMEOUT_MS,
-    createTimeoutMs: CREATE_TIMEOUT_MS,
-    maxLifetimeMs: MAX_LIFETIME_MS,
-    idleTimeoutMs: IDLE_TIMEOUT_MS,
-    destroyTimeoutMs: DESTROY_TIMEOUT_MS,
-    pingIfIdleMs: PING_IF_IDLE_MS,
-    retry: { maxTimeoutMs: RETRY_MAX_TIMEOUT_MS },
+    ...POOL_OPTIONS,
     onError: ledger.onError,
   });
 

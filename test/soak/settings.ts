@@ -39,6 +39,18 @@ export const DESTROY_TIMEOUT_MS = 2000;
 export const PING_IF_IDLE_MS = 1000;
 export const RETRY_MAX_TIMEOUT_MS = 1000;
 
+/** The pool's options besides where it connects, max and onError (the settings line prints them as `pool`). */
+export const POOL_OPTIONS = {
+  acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
+  queryTimeoutMs: QUERY_TIMEOUT_MS,
+  createTimeoutMs: CREATE_TIMEOUT_MS,
+  maxLifetimeMs: MAX_LIFETIME_MS,
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  destroyTimeoutMs: DESTROY_TIMEOUT_MS,
+  pingIfIdleMs: PING_IF_IDLE_MS,
+  retry: { maxTimeoutMs: RETRY_MAX_TIMEOUT_MS },
+} as const;
+
 /** A failure that ends this long after a fault's window still belongs to it: one full acquire, one query, 1 s of scheduling. */
 export const GRACE_MS = ACQUIRE_TIMEOUT_MS + QUERY_TIMEOUT_MS + 1000;
 /** I9's "one validation cycle": operations started this long after a removal must not fail. */
@@ -74,16 +86,7 @@ export function describeSettings(provider: string, faultPlan: readonly { readonl
     workers: WORKERS,
     max: MAX,
     oversubscription: `${(WORKERS / MAX).toFixed(1)}x`,
-    pool: {
-      acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
-      queryTimeoutMs: QUERY_TIMEOUT_MS,
-      createTimeoutMs: CREATE_TIMEOUT_MS,
-      maxLifetimeMs: MAX_LIFETIME_MS,
-      idleTimeoutMs: IDLE_TIMEOUT_MS,
-      destroyTimeoutMs: DESTROY_TIMEOUT_MS,
-      pingIfIdleMs: PING_IF_IDLE_MS,
-      retry: { maxTimeoutMs: RETRY_MAX_TIMEOUT_MS },
-    },
+    pool: POOL_OPTIONS,
     mix: '40% SELECT 1 (lease) / 30% pool.query pg_sleep(2ms) / 30% withTransaction INSERT',
     faults: faultPlan.map((f) => f.name).join(','),
     gc: gcAvailable ? 'exposed' : 'NOT exposed (heap compared without gc)',
