@@ -7,7 +7,8 @@ import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, usePostgres } from '../integration/harness.js';
+import { usePostgres } from '../integration/harness.js';
+import { freePort } from '../integration/providers.js';
 
 const ROOT = realpathSync(resolve(dirname(fileURLToPath(import.meta.url)), '../..'));
 const EXAMPLES = join(ROOT, 'examples');

@@ -4,13 +4,12 @@
 // the pass formulas are FAULTS.md's. Each test prints one `[load]` line: wait histogram
 // (p50/p95/p99/max), created/destroyed by reason, timeouts by cause.
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../src/index.js';
 import { sleep, usePostgres } from '../integration/harness.js';
 import { Observer, type OpRecord, errorsByKind } from './observer.js';
+import { gc } from './util.js';
 
 const db = usePostgres();
 
@@ -65,11 +64,6 @@ function servedWhileWaiting(all: readonly OpRecord[], subset: readonly OpRecord[
   };
   // Strictly between arrival and the op's own hand-out.
   return subset.map((r) => Math.max(0, firstAfter(r.acquiredAt! - 1e-9) - firstAfter(r.startedAt)));
-}
-
-function gc(): void {
-  v8.setFlagsFromString('--expose-gc');
-  (vm.runInNewContext('gc') as () => void)();
 }
 
 function report(label: string, figures: Record<string, unknown>): void {

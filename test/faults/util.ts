@@ -1,5 +1,7 @@
-// Helpers the fault-suite files share: polling, error codes along a cause chain, filling a
-// pool, reporting figures.
+// Helpers the fault-suite files share: polling, error codes and messages along a cause chain,
+// settled outcomes, filling a pool, reporting figures, percentiles, process handles and gc.
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import type pg from 'pg';
 import { sleep } from '../integration/harness.js';
 import type { Observer, OpRecord } from './observer.js';
@@ -13,6 +15,26 @@ export function codes(error: unknown): string[] {
     if (typeof e !== 'object') break;
   }
   return found;
+}
+
+/** Every message along the error's cause chain. */
+export function messages(error: unknown): string {
+  const found: string[] = [];
+  for (let e = error, depth = 0; e !== null && e !== undefined && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    found.push(e instanceof Error ? e.message : String(e));
+    if (typeof e !== 'object') break;
+  }
+  return found.join(' <- ');
+}
+
+/** The settled outcome of a promise, with when it settled. */
+export async function outcome<T>(promise: Promise<T>): Promise<{ value?: T; error?: unknown; at: number }> {
+  try {
+    const value = await promise;
+    return { value, at: performance.now() };
+  } catch (error) {
+    return { error, at: performance.now() };
+  }
 }
 
 /** `n` distinct clients at once (a barrier holds each until all are acquired), through obs.run, then released. */
@@ -51,4 +73,24 @@ export async function timeUntil(what: string, check: () => boolean | Promise<boo
     if (performance.now() - from > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await sleep(everyMs);
   }
+}
+
+/** The p-th percentile (nearest rank) of `values`; NaN when there are none. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** Active handles that keep the process alive, by type (sockets, servers, ref'ed timers). */
+export function activeResources(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) out[kind] = (out[kind] ?? 0) + 1;
+  return out;
+}
+
+/** A forced full GC, for heap figures (--expose-gc at run time). */
+export function gc(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
 }

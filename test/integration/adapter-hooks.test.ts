@@ -7,7 +7,8 @@
 import net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { postgresAdapter, resolveClientConfig } from '../../src/adapters/postgres/index.js';
-import { freePort, rejectionOf, sleep, usePostgres, waitFor } from './harness.js';
+import { rejectionOf, sleep, usePostgres, waitFor } from './harness.js';
+import { freePort } from './providers.js';
 
 const db = usePostgres();
 

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresPool, postgresAdapter, resolveClientConfig, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
-import { freePort, PROVIDER, rejectionOf, sleep, usePostgres, waitFor } from './harness.js';
+import { rejectionOf, sleep, usePostgres, waitFor } from './harness.js';
+import { freePort, PROVIDER } from './providers.js';
 import { startUnixSocketServer, type UnixSocketServer } from './unix-socket-server.js';
 
 usePostgres();

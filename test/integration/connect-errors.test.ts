@@ -3,7 +3,8 @@
 // connection (ECONNREFUSED) is transient: retried until the acquire deadline.
 import { describe, expect, it } from 'vitest';
 import { AcquireTimeoutError, CircuitOpenError, CreateResourceError } from '../../src/index.js';
-import { freePort, rejectionOf, usePostgres } from './harness.js';
+import { rejectionOf, usePostgres } from './harness.js';
+import { freePort } from './providers.js';
 
 const db = usePostgres();
 const ACQUIRE_TIMEOUT_MS = 10_000;

@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { isConnectionFatal } from '../../src/adapters/postgres/index.js';
 import { AcquireTimeoutError, CircuitOpenError, PoolError } from '../../src/index.js';
-import { PROVIDER_CAPABILITIES, rejectionOf, sleep, usePostgres, waitFor } from './harness.js';
+import { rejectionOf, sleep, usePostgres, waitFor } from './harness.js';
+import { PROVIDER_CAPABILITIES } from './providers.js';
 
 const db = usePostgres();
 

@@ -4,7 +4,8 @@
 // 250 ms, while its own login attempts during the outage stay at about one per backoff step.
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { PROVIDER_CAPABILITIES, sleep, usePostgres, type TestPool } from './harness.js';
+import { sleep, type TestPool, usePostgres } from './harness.js';
+import { PROVIDER_CAPABILITIES } from './providers.js';
 
 const db = usePostgres();
 
