@@ -8,6 +8,7 @@
 import type { Clock, ClockTimer } from './clock.js';
 import { SystemClock } from './clock.js';
 import { channels } from './events.js';
+import { HOLD_WAITERS, type ProcessHold } from './process-hold.js';
 import { WaiterQueue, type Waiter } from './waiters.js';
 
 /** Rarely used parts of a waiter, kept apart so the common waiter stays small (100k queued waiters are a test case). */
@@ -52,8 +53,6 @@ export interface AcquireQueueHooks<L> {
   timedOut(waiter: PoolWaiter<L>): void;
   /** A waiter's signal aborted (already out of the queue and failed). */
   aborted(): void;
-  /** The queue became empty or non-empty: whether a caller awaits the pool may have changed. */
-  occupancyChanged(): void;
 }
 
 export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
@@ -62,11 +61,14 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
   readonly #systemClock: SystemClock | undefined;
   readonly #face: object;
   readonly #hooks: AcquireQueueHooks<L>;
+  /** Marked while anyone waits: a waiting caller keeps the process alive. */
+  readonly #hold: ProcessHold;
   #deadlineTimer: ClockTimer | undefined;
   #deadlineAt = Infinity;
 
-  constructor(clock: Clock, face: object, hooks: AcquireQueueHooks<L>) {
+  constructor(clock: Clock, face: object, hold: ProcessHold, hooks: AcquireQueueHooks<L>) {
     super();
+    this.#hold = hold;
     this.#clock = clock;
     this.#systemClock = clock instanceof SystemClock ? clock : undefined;
     this.#face = face;
@@ -87,7 +89,7 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
     const promise = new Promise<L>(captureResolvers);
     const waiter = new PoolWaiter<L>(now, timeoutMs, now + timeoutMs, extras);
     this.push(waiter, priority);
-    if (this.size === 1) this.#hooks.occupancyChanged();
+    this.#hold.mark(HOLD_WAITERS, true);
     if (waiter.deadline < this.#deadlineAt) this.#armDeadline(waiter.deadline, now);
     const signal = extras?.signal;
     if (signal !== undefined) {
@@ -108,7 +110,7 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
     if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
     if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs });
     waiter.resolve(lease);
-    if (this.size === 0) this.#hooks.occupancyChanged();
+    if (this.size === 0) this.#hold.mark(HOLD_WAITERS, false);
   }
 
   /** Settle a waiter (already out of the queue) with an error. */
@@ -117,7 +119,7 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
     if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
     if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs: this.#clock.now() - waiter.enqueuedAt, error });
     waiter.reject(error);
-    if (this.size === 0) this.#hooks.occupancyChanged();
+    if (this.size === 0) this.#hold.mark(HOLD_WAITERS, false);
   }
 
   /** Fail every waiter with the error `make` gives for it (close()). */

@@ -25,17 +25,16 @@ export class AdapterCalls<T> {
     this.canPing = typeof options.adapter.ping === 'function';
     this.canReset = options.adapter.reset !== undefined;
     this.canProbe = options.adapter.probe !== undefined;
-    const ref = options.adapter.ref;
-    this.ref =
-      ref === undefined
-        ? undefined
-        : (resource, active) => {
-            try {
-              ref.call(this.#adapter, resource, active);
-            } catch (error) {
-              this.report(error);
-            }
-          };
+    this.hasRef = options.adapter.ref !== undefined;
+  }
+
+  /** Whether the resource's handles may keep the process alive (the adapter's `ref` hook). */
+  ref(resource: T, active: boolean): void {
+    try {
+      this.#adapter.ref!(resource, active);
+    } catch (error) {
+      this.report(error);
+    }
   }
 
   create(ctx: Parameters<Adapter<T>['create']>[0]): Promise<T> {
@@ -95,8 +94,8 @@ export class AdapterCalls<T> {
     }
   }
 
-  /** The adapter's `ref` hook, guarded; undefined when it has none, so that the state machine skips the call. */
-  readonly ref: ((resource: T, active: boolean) => void) | undefined;
+  /** The adapter has a `ref` hook: the state machine calls ref() only then. */
+  readonly hasRef: boolean;
 
   /**
    * Run an adapter hook with a signal that aborts after `ms`; a hook that throws

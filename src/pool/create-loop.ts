@@ -7,38 +7,34 @@
  * after its attempt was given up is destroyed, never leaked.
  */
 import pRetry, { AbortError } from 'p-retry';
-import type { DestroyReason } from './api.js';
+import type { AcquireQueue } from './acquire-queue.js';
 import type { AdapterCalls } from './adapter-calls.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import type { Clock, ClockTimer } from './clock.js';
-import { CREATING, IDLE, type Entry, type EntryTable } from './entry.js';
+import { kDeliver, kDestroyEntry, kPump, type Dispatcher } from './dispatcher.js';
+import { CREATING, IDLE, RESETTING, type Entry, type EntryTable } from './entry.js';
 import { CreateResourceError, CreateTimeoutError } from './errors.js';
 import { channels } from './events.js';
+import type { PoolLifecycle } from './lifecycle.js';
 import type { PoolMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
 import type { RecoveryProbe } from './recovery-probe.js';
+import type { RoundTrips } from './round-trips.js';
 
-/** What the create loop asks of the pool around it. */
-export interface CreateHost<T> {
-  closing(): boolean;
-  draining(): boolean;
-  /** invalidate() bumps it: a create started before is retired when it finishes. */
-  generation(): number;
-  waiting(): number;
-  /** The latest deadline among the waiters (-Infinity when none). */
-  latestDeadline(): number;
-  /** Resources already on their way to the queue: creating, pinged for a borrower, or resetting. */
-  onTheWay(): number;
-  /** A new resource is ready: hand it to a waiter or make it idle. */
-  deliver(entry: Entry<T>, now: number): void;
-  /** A create that cannot succeed fails the acquire it was started for: the oldest waiter. */
-  failHead(error: CreateResourceError): void;
-  /** A create failed while warmup() waited. */
-  failWarmups(error: unknown): void;
-  destroy(entry: Entry<T>, reason: DestroyReason): void;
-  /** The entry of a failed create is gone. */
-  forget(entry: Entry<T>): void;
-  pump(): void;
+/** The parts the create loop reads and reports to. */
+export interface CreateLoopParts<T> {
+  readonly options: ResolvedOptions<T>;
+  readonly table: EntryTable<T>;
+  readonly waiters: AcquireQueue<unknown>;
+  readonly calls: AdapterCalls<T>;
+  readonly trips: RoundTrips<T>;
+  readonly breaker: CircuitBreaker;
+  readonly probe: RecoveryProbe;
+  readonly metrics: PoolMetrics;
+  readonly life: PoolLifecycle<T>;
+  readonly face: object;
+  /** Aborted by close(): every attempt and backoff sleep ends. */
+  readonly closeSignal: AbortSignal;
 }
 
 /** Carries a failed create attempt through p-retry, which only understands `Error`s. */
@@ -60,7 +56,10 @@ export class CreateLoop<T> {
   readonly #probe: RecoveryProbe;
   readonly #metrics: PoolMetrics;
   readonly #face: object;
-  readonly #host: CreateHost<T>;
+  readonly #waiters: AcquireQueue<unknown>;
+  readonly #trips: RoundTrips<T>;
+  readonly #life: PoolLifecycle<T>;
+  readonly #dispatcher: Dispatcher<T>;
   readonly #closeSignal: AbortSignal;
 
   lastError: unknown = undefined;
@@ -77,10 +76,7 @@ export class CreateLoop<T> {
   /** Wake a create retry sleeping its backoff (the server came back). */
   readonly #retryWakers = new Set<() => void>();
 
-  constructor(
-    parts: { options: ResolvedOptions<T>; table: EntryTable<T>; calls: AdapterCalls<T>; breaker: CircuitBreaker; probe: RecoveryProbe; metrics: PoolMetrics; face: object; closeSignal: AbortSignal },
-    host: CreateHost<T>,
-  ) {
+  constructor(parts: CreateLoopParts<T>, dispatcher: Dispatcher<T>) {
     this.#o = parts.options;
     this.#clock = parts.options.clock;
     this.#table = parts.table;
@@ -90,15 +86,24 @@ export class CreateLoop<T> {
     this.#metrics = parts.metrics;
     this.#face = parts.face;
     this.#closeSignal = parts.closeSignal;
-    this.#host = host;
+    this.#waiters = parts.waiters;
+    this.#trips = parts.trips;
+    this.#life = parts.life;
+    this.#dispatcher = dispatcher;
+  }
+
+  /** Resources already on their way to the queue (Hikari's elision): creating, pinged for a borrower, or resetting. */
+  #onTheWay(): number {
+    const counts = this.#table.counts;
+    return counts[CREATING]! + this.#trips.borrowPings() + counts[RESETTING]!;
   }
 
   /** Start as many creates as are wanted and allowed now. */
   fill(): void {
     const o = this.#o;
-    const host = this.#host;
+    const life = this.#life;
     const counts = this.#table.counts;
-    while (!host.closing() && !host.draining()) {
+    while (!life.closing && !life.draining) {
       const creating = counts[CREATING]!;
       const size = this.#table.size();
       if (size + creating >= o.max || creating >= o.maxConnecting) return;
@@ -106,18 +111,18 @@ export class CreateLoop<T> {
       // backs off); the others would only add load and failures. A success reopens the width.
       if (this.consecutiveFailures > 0 && creating > 0) return;
       // No create for waiters that resources already on their way will serve.
-      const waiting = host.waiting();
-      if (waiting <= host.onTheWay() && size + creating >= o.min) return;
+      const waiting = this.#waiters.size;
+      if (waiting <= this.#onTheWay() && size + creating >= o.min) return;
       const now = this.#clock.now();
       // A caller waiting for a non-retryable error gets its one attempt at once; `min` alone backs off.
-      const blockedUntil = waiting > host.onTheWay() ? this.#blockedUntil : Math.max(this.#blockedUntil, this.#topUpBlockedUntil);
+      const blockedUntil = waiting > this.#onTheWay() ? this.#blockedUntil : Math.max(this.#blockedUntil, this.#topUpBlockedUntil);
       if (now < blockedUntil) {
         this.#armBackoff(now, blockedUntil);
         return;
       }
       // Last: it turns an open breaker half-open, which must mean that a probe create starts now.
       if (!this.#breaker.allowsCreate(now)) return;
-      const entry = this.#table.add(host.generation());
+      const entry = this.#table.add(life.generation);
       this.#calls.track(this.#run(entry, this.#breaker.isHalfOpen));
     }
   }
@@ -163,16 +168,25 @@ export class CreateLoop<T> {
       );
       this.#onCreated(entry, resource, started);
     } catch (error) {
-      this.#host.forget(entry);
-      if (this.#host.closing() || !(error instanceof AttemptFailure)) return;
+      this.#table.remove(entry);
+      this.#life.entryGone();
+      if (this.#life.closing || !(error instanceof AttemptFailure)) return;
       if (error.fatal) {
-        this.#host.failHead(new CreateResourceError('Creating a resource failed with a non-retryable error', error.error, attempts));
+        this.#failHead(new CreateResourceError('Creating a resource failed with a non-retryable error', error.error, attempts));
       } else if (!gaveUp && !probe) {
-        this.#host.failHead(new CreateResourceError(`Creating a resource failed after ${attempts} attempts`, error.error, attempts));
+        this.#failHead(new CreateResourceError(`Creating a resource failed after ${attempts} attempts`, error.error, attempts));
       }
     } finally {
-      this.#host.pump();
+      this.#dispatcher[kPump]();
     }
+  }
+
+  /** A create that cannot succeed fails the acquire it was started for: the oldest waiter. */
+  #failHead(error: CreateResourceError): void {
+    const waiter = this.#waiters.shift();
+    if (waiter === undefined) return;
+    this.#metrics.rejectedCreate++;
+    this.#waiters.fail(waiter, error);
   }
 
   /** One create attempt, bounded by createTimeoutMs; a value that arrives too late is destroyed, never leaked. */
@@ -223,7 +237,7 @@ export class CreateLoop<T> {
     } catch (caught) {
       const failure = caught instanceof AttemptFailure ? caught : new AttemptFailure(caught, this.#calls.isRetryable(caught) === false);
       if (channels.create.hasSubscribers) channels.create.publish({ pool: this.#face, attempt, durationMs: this.#clock.now() - startedAt, error: failure.error });
-      if (!this.#host.closing()) this.#onFailed(failure, failuresBefore === this.#failureSeq);
+      if (!this.#life.closing) this.#onFailed(failure, failuresBefore === this.#failureSeq);
       throw failure.fatal ? new AbortError(failure) : failure;
     } finally {
       if (timer !== undefined) this.#clock.clearTimeout(timer);
@@ -245,11 +259,11 @@ export class CreateLoop<T> {
     const backoffUntil = now + this.#backoffDelay(this.#failureStreak());
     if (!failure.fatal) this.#blockedUntil = Math.max(this.#blockedUntil, backoffUntil);
     this.#topUpBlockedUntil = Math.max(this.#topUpBlockedUntil, backoffUntil);
-    if (this.#host.waiting() === 0) this.#calls.report(failure.error);
+    if (this.#waiters.size === 0) this.#calls.report(failure.error);
     this.#breaker.onCreateFailed(this.consecutiveFailures, failure.error, now);
     // A retryable failure may mean the server is unreachable: watch for its return.
     if (!failure.fatal) this.#probe.start();
-    this.#host.failWarmups(failure.error);
+    this.#life.settleWarmups(failure.error);
   }
 
   #onCreated(entry: Entry<T>, resource: T, started: number): void {
@@ -264,19 +278,19 @@ export class CreateLoop<T> {
     entry.lastUsedAt = now;
     this.#metrics.created++;
     this.#metrics.createTime.record(now - started);
-    this.#host.deliver(entry, now);
+    this.#dispatcher[kDeliver](entry, now);
   }
 
   /** Sleep the backoff on the pool's clock; false when nobody needs the retry any more. */
   async #backoffBeforeRetry(retriesConsumed: number): Promise<boolean> {
     // One retrying create is enough while failing (storm control, see fill()).
-    if (this.#host.closing() || !this.#breaker.isClosed || this.#table.counts[CREATING]! > 1) return false;
+    if (this.#life.closing || !this.#breaker.isClosed || this.#table.counts[CREATING]! > 1) return false;
     // The pool-wide streak, not this loop's own count: a loop started mid-outage must not back
     // off from scratch; but once the server came back, the backoff starts over.
     const delay = this.#backoffDelay(this.#backoffBase > 0 ? this.#failureStreak() : Math.max(retriesConsumed, this.#failureStreak()));
     if (!this.#stillWanted(this.#clock.now() + delay)) return false;
     await this.#sleepBackoff(delay);
-    return !this.#host.closing() && this.#breaker.isClosed && this.#stillWanted(this.#clock.now());
+    return !this.#life.closing && this.#breaker.isClosed && this.#stillWanted(this.#clock.now());
   }
 
   /** Failed creates in a row since the last success, or since the server came back (0 for the first). */
@@ -316,25 +330,25 @@ export class CreateLoop<T> {
 
   /** Is a create in flight still needed at time `at`: for `min`, or for a waiter whose deadline is later? */
   #stillWanted(at: number): boolean {
-    if (this.#host.draining()) return false;
+    if (this.#life.draining) return false;
     const creating = this.#table.counts[CREATING]!;
     if (this.#table.size() + creating <= this.#o.min) return true;
     // Others on the way: every resource on its way to the queue except this create itself.
-    return this.#host.waiting() > this.#host.onTheWay() - 1 && this.#host.latestDeadline() > at;
+    return this.#waiters.size > this.#onTheWay() - 1 && this.#waiters.latestDeadline() > at;
   }
 
   #armBackoff(now: number, until: number): void {
     if (this.#backoffTimer !== undefined) return;
     this.#backoffTimer = this.#clock.setTimeout(() => {
       this.#backoffTimer = undefined;
-      this.#host.pump();
+      this.#dispatcher[kPump]();
     }, Math.max(0, until - now));
   }
 
   /** An adapter reported that an idle resource died: destroy it now (a leased one is checked on release). */
   #evictInBackground(entry: Entry<T>, resource: T | undefined): void {
-    if (resource === undefined || entry.resource !== resource || entry.state !== IDLE || this.#host.closing()) return;
-    this.#host.destroy(entry, 'broken');
+    if (resource === undefined || entry.resource !== resource || entry.state !== IDLE || this.#life.closing) return;
+    void this.#dispatcher[kDestroyEntry](entry, 'broken');
   }
 
   /** Destroy a resource that arrived after its attempt was given up (timeout or close). */

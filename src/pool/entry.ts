@@ -7,6 +7,7 @@
  */
 import type { DestroyReason } from './api.js';
 import type { Lease } from './api.js';
+import { HOLD_RESETS, type ProcessHold } from './process-hold.js';
 
 export const CREATING = 0;
 export const IDLE = 1;
@@ -54,11 +55,10 @@ export function expiredReason(entry: Entry<unknown>): DestroyReason {
   return entry.expiresAt === -Infinity ? 'invalidated' : 'lifetime';
 }
 
-export interface TransitionHooks<T> {
-  /** A resource entered or left RESETTING: the process hold may change (a reset is awaited by its caller). */
-  readonly onResetting: () => void;
-  /** The adapter's `ref` hook, when it has one: idle resources must not keep the process alive, a caller's must. */
-  readonly ref: ((entry: Entry<T>, active: boolean) => void) | undefined;
+/** The adapter's `ref` hook as the table calls it (AdapterCalls). */
+export interface RefHook<T> {
+  readonly hasRef: boolean;
+  ref(resource: T, active: boolean): void;
 }
 
 export class EntryTable<T> {
@@ -68,10 +68,12 @@ export class EntryTable<T> {
   readonly counts = [0, 0, 0, 0, 0, 0, 0];
   /** The IDLE entries, most recently returned last. */
   readonly idle: Entry<T>[] = [];
-  readonly #hooks: TransitionHooks<T>;
+  readonly #hold: ProcessHold;
+  readonly #refs: RefHook<T>;
 
-  constructor(hooks: TransitionHooks<T>) {
-    this.#hooks = hooks;
+  constructor(hold: ProcessHold, refs: RefHook<T>) {
+    this.#hold = hold;
+    this.#refs = refs;
   }
 
   /** A new entry, CREATING: it holds a slot toward `max` from now on. */
@@ -92,10 +94,11 @@ export class EntryTable<T> {
     this.counts[from]!--;
     this.counts[to]!++;
     entry.state = to;
-    if (from === RESETTING || to === RESETTING) this.#hooks.onResetting();
-    // A resource handed from a reset straight to the next caller stays active: no call.
-    const ref = this.#hooks.ref;
-    if (ref !== undefined && (to === IDLE || (to === LEASED && from !== RESETTING))) ref(entry, to === LEASED);
+    // A reset that release() returned is awaited by its caller.
+    if (from === RESETTING || to === RESETTING) this.#hold.mark(HOLD_RESETS, this.counts[RESETTING]! > 0);
+    // Idle resources must not keep the process alive, a caller's must; one handed from a
+    // reset straight to the next caller stays active: no call.
+    if (this.#refs.hasRef && (to === IDLE || (to === LEASED && from !== RESETTING))) this.#refs.ref(entry.resource, to === LEASED);
   }
 
   /** Mark an entry DESTROYED and forget it. */

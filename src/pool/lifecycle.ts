@@ -5,26 +5,20 @@
  * and the promises callers await here.
  */
 import { closePool, type ClosingPool } from './close.js';
-import { CREATING, DESTROYED, DESTROYING, type Entry, type EntryTable } from './entry.js';
+import { kDestroyEntry, kPump, type Dispatcher, type PoolState } from './dispatcher.js';
+import { CREATING, DESTROYED, DESTROYING, type EntryTable } from './entry.js';
 import { PoolClosedError, PoolError } from './errors.js';
 import { checkCloseOptions } from './options.js';
+import { HOLD_CLOSE, HOLD_WARMUPS, type ProcessHold } from './process-hold.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
-export interface LifecycleHost<T> {
-  destroy(entry: Entry<T>, reason: 'drained' | 'invalidated'): void;
-  pump(): void;
-  /** Whether a caller awaits the pool may have changed (a warmup, close()). */
-  holdChanged(): void;
-  /** close() has resolved: nothing of the pool may keep the process alive any more. */
-  closed(): void;
-}
+/** What close() works with besides the lifecycle itself (see close.ts). */
+export type ClosingParts<T> = Omit<ClosingPool<T>, 'onOutstandingChange' | 'settleEmpty'>;
 
-export class PoolLifecycle<T> {
+export class PoolLifecycle<T> implements PoolState {
   /** From the moment close() is called. */
   closing = false;
-  /** True from close() until it resolved: its caller awaits it. */
-  closeRunning = false;
   /** Between drain() and resume(). */
   draining = false;
   /** Bumped by invalidate(): resources of an older generation are retired. */
@@ -37,26 +31,28 @@ export class PoolLifecycle<T> {
   #onOutstanding: (() => void) | undefined;
   readonly #table: EntryTable<T>;
   readonly #min: number;
-  readonly #host: LifecycleHost<T>;
-  readonly #closingPool: Omit<ClosingPool<T>, 'onOutstandingChange' | 'settleEmpty'>;
+  readonly #hold: ProcessHold;
+  readonly #dispatcher: Dispatcher<T>;
+  #closingParts: ClosingParts<T> | undefined;
 
-  constructor(table: EntryTable<T>, min: number, host: LifecycleHost<T>, closingPool: Omit<ClosingPool<T>, 'onOutstandingChange' | 'settleEmpty'>) {
+  constructor(table: EntryTable<T>, min: number, hold: ProcessHold, dispatcher: Dispatcher<T>) {
     this.#table = table;
     this.#min = min;
-    this.#host = host;
-    this.#closingPool = closingPool;
+    this.#hold = hold;
+    this.#dispatcher = dispatcher;
   }
 
-  get awaitingWarmup(): boolean {
-    return this.#warmups.length > 0;
+  /** The parts close() stops and waits for; given once they all exist. */
+  closeWith(parts: ClosingParts<T>): void {
+    this.#closingParts = parts;
   }
 
   warmup(): Promise<void> {
     if (this.closing) return Promise.reject(new PoolClosedError());
     if (this.#table.size() >= this.#min) return RESOLVED;
     const done = new Promise<void>((resolve, reject) => this.#warmups.push({ resolve, reject }));
-    this.#host.holdChanged();
-    this.#host.pump();
+    this.#hold.mark(HOLD_WARMUPS, true);
+    this.#dispatcher[kPump]();
     return done;
   }
 
@@ -72,7 +68,7 @@ export class PoolLifecycle<T> {
       if (error === undefined) warmup.resolve();
       else warmup.reject(error);
     }
-    this.#host.holdChanged();
+    this.#hold.mark(HOLD_WARMUPS, false);
   }
 
   drain(): Promise<void> {
@@ -83,7 +79,7 @@ export class PoolLifecycle<T> {
     this.#drainPromise = new Promise<void>((resolve) => {
       this.#onEmpty = resolve;
     });
-    for (const entry of [...this.#table.idle]) this.#host.destroy(entry, 'drained');
+    for (const entry of [...this.#table.idle]) void this.#dispatcher[kDestroyEntry](entry, 'drained');
     if (this.#table.all.size === 0) this.#settleEmpty();
     return this.#drainPromise;
   }
@@ -93,17 +89,17 @@ export class PoolLifecycle<T> {
     this.draining = false;
     this.#drainPromise = undefined;
     this.#settleEmpty();
-    if (!this.closing) this.#host.pump();
+    if (!this.closing) this.#dispatcher[kPump]();
   }
 
   invalidate(): void {
     if (this.closing) return;
     this.generation++;
     for (const entry of this.#table.all) {
-      // Creating entries are judged by their generation when they finish (the dispatcher's #deliver).
+      // Creating entries are judged by their generation when they finish (the dispatcher's kDeliver).
       if (entry.state !== CREATING && entry.state !== DESTROYING && entry.state !== DESTROYED) entry.expiresAt = -Infinity;
     }
-    for (const entry of [...this.#table.idle]) this.#host.destroy(entry, 'invalidated');
+    for (const entry of [...this.#table.idle]) void this.#dispatcher[kDestroyEntry](entry, 'invalidated');
   }
 
   /** An entry is gone for good: a drain waiting for an empty pool may be over. */
@@ -121,12 +117,13 @@ export class PoolLifecycle<T> {
     const timeoutMs = checkCloseOptions(options);
     if (typeof timeoutMs !== 'number') return Promise.reject(timeoutMs);
     this.closing = true;
-    this.closeRunning = true;
-    this.#host.holdChanged();
+    // close()'s caller awaits it: the process stays until it resolves.
+    this.#hold.mark(HOLD_CLOSE, true);
+    const parts = this.#closingParts!;
     const pool: ClosingPool<T> = {
-      ...this.#closingPool,
+      ...parts,
       failWaiters: () => {
-        this.#closingPool.failWaiters();
+        parts.failWaiters();
         this.settleWarmups(new PoolClosedError());
       },
       onOutstandingChange: (listener) => {
@@ -134,10 +131,7 @@ export class PoolLifecycle<T> {
       },
       settleEmpty: () => this.#settleEmpty(),
     };
-    this.#closePromise = closePool(pool, timeoutMs).finally(() => {
-      this.closeRunning = false;
-      this.#host.closed();
-    });
+    this.#closePromise = closePool(pool, timeoutMs).finally(() => this.#hold.dispose());
     return this.#closePromise;
   }
 

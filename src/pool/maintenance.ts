@@ -5,50 +5,51 @@
  * itself: each new resource's expiry, spread so that resources created together do not
  * retire in one wave.
  */
-import type { DestroyReason } from './api.js';
 import type { AdapterCalls } from './adapter-calls.js';
 import type { Clock, ClockTimer } from './clock.js';
+import { kDestroyEntry, kPump, type Dispatcher, type PoolState } from './dispatcher.js';
 import { CHECKING, IDLE, LEASED, RESETTING, expiredReason, type Entry, type EntryTable } from './entry.js';
 import { LeakDetectedError } from './errors.js';
 import { channels } from './events.js';
 import type { ResolvedOptions } from './options.js';
+import type { RoundTrips } from './round-trips.js';
 
 /** How much earlier than maxLifetimeMs a resource may retire (F26: batches must not retire in one wave). */
 const LIFETIME_SPREAD = 0.4;
-
-export interface MaintenanceHost<T> {
-  closing(): boolean;
-  destroy(entry: Entry<T>, reason: DestroyReason): void;
-  /** Ping an idle entry (already out of the idle stack) as a keepalive. */
-  keepalive(entry: Entry<T>): void;
-  /** Something changed supply: let the dispatcher serve waiters and top up `min`. */
-  pump(): void;
-}
 
 export class Maintenance<T> {
   readonly #o: ResolvedOptions<T>;
   readonly #clock: Clock;
   readonly #table: EntryTable<T>;
   readonly #calls: AdapterCalls<T>;
-  readonly #host: MaintenanceHost<T>;
+  readonly #state: PoolState;
+  readonly #dispatcher: Dispatcher<T>;
+  readonly #trips: RoundTrips<T>;
   readonly #face: object;
   readonly leakDetection: boolean;
   #timer: ClockTimer | undefined;
   #at = Infinity;
 
-  constructor(options: ResolvedOptions<T>, table: EntryTable<T>, calls: AdapterCalls<T>, face: object, host: MaintenanceHost<T>) {
+  constructor(
+    parts: { options: ResolvedOptions<T>; table: EntryTable<T>; calls: AdapterCalls<T>; trips: RoundTrips<T>; face: object },
+    state: PoolState,
+    dispatcher: Dispatcher<T>,
+  ) {
+    const options = parts.options;
     this.#o = options;
     this.#clock = options.clock;
-    this.#table = table;
-    this.#calls = calls;
-    this.#face = face;
-    this.#host = host;
+    this.#table = parts.table;
+    this.#calls = parts.calls;
+    this.#trips = parts.trips;
+    this.#face = parts.face;
+    this.#state = state;
+    this.#dispatcher = dispatcher;
     this.leakDetection = options.leakDetectionMs !== Infinity;
   }
 
   /** Make sure the timer fires by `at`. */
   schedule(at: number, now: number): void {
-    if (at >= this.#at || at === Infinity || this.#host.closing()) return;
+    if (at >= this.#at || at === Infinity || this.#state.closing) return;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#at = at;
     this.#timer = this.#clock.setTimeout(this.#run, Math.max(0, at - now));
@@ -117,22 +118,23 @@ export class Maintenance<T> {
   readonly #run = (): void => {
     this.#timer = undefined;
     this.#at = Infinity;
-    if (this.#host.closing()) return;
+    if (this.#state.closing) return;
     const o = this.#o;
+    const dispatcher = this.#dispatcher;
     const table = this.#table;
     const now = this.#clock.now();
     let next = Infinity;
     for (const entry of [...table.idle]) {
-      if (this.#calls.isBroken(entry.resource)) this.#host.destroy(entry, 'broken');
-      else if (now >= entry.expiresAt) this.#host.destroy(entry, expiredReason(entry));
-      else if (now >= entry.lastUsedAt + o.idleTimeoutMs && table.size() > o.min) this.#host.destroy(entry, 'idle');
+      if (this.#calls.isBroken(entry.resource)) void dispatcher[kDestroyEntry](entry, 'broken');
+      else if (now >= entry.expiresAt) void dispatcher[kDestroyEntry](entry, expiredReason(entry));
+      else if (now >= entry.lastUsedAt + o.idleTimeoutMs && table.size() > o.min) void dispatcher[kDestroyEntry](entry, 'idle');
       else if (this.#calls.canPing && now >= entry.lastUsedAt + o.keepaliveMs) {
         table.idle.splice(table.idle.indexOf(entry), 1);
-        this.#host.keepalive(entry);
+        this.#trips.ping(entry, o.pingTimeoutMs, true);
       } else next = Math.min(next, this.#nextDueForIdle(entry, now));
     }
     if (this.leakDetection) next = Math.min(next, this.#reportLeaks(now));
-    this.#host.pump();
+    dispatcher[kPump]();
     this.schedule(next, now);
   };
 

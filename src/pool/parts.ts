@@ -4,12 +4,13 @@
  * Nothing here runs after construction except the small hooks it builds.
  */
 import { setMaxListeners } from 'node:events';
-import type { DestroyReason, Pool } from './api.js';
+import type { Pool } from './api.js';
 import { AdapterCalls } from './adapter-calls.js';
 import { AcquireQueue, type PoolWaiter } from './acquire-queue.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { CreateLoop } from './create-loop.js';
-import { CHECKING, CREATING, IDLE, LEASED, RESETTING, EntryTable, type Entry } from './entry.js';
+import { kDestroyEntry, kPump, type Dispatcher } from './dispatcher.js';
+import { CHECKING, CREATING, IDLE, LEASED, EntryTable } from './entry.js';
 import { AcquireTimeoutError, PoolClosedError, type AcquireTimeoutReason } from './errors.js';
 import { channels } from './events.js';
 import { PoolLifecycle } from './lifecycle.js';
@@ -19,20 +20,6 @@ import type { ResolvedOptions } from './options.js';
 import { ProcessHold } from './process-hold.js';
 import { RecoveryProbe } from './recovery-probe.js';
 import { RoundTrips } from './round-trips.js';
-
-/** What the dispatcher (pool.ts) offers the parts. */
-export interface Dispatcher<T> {
-  /** Match waiters with resources and start creates: after anything that changes supply or demand. */
-  pump(): void;
-  /** Free the entry's slot now and close its resource in the background. */
-  destroy(entry: Entry<T>, reason: DestroyReason): Promise<void>;
-  /** A healthy resource is available again: the next waiter gets it, or it goes idle. */
-  giveBack(entry: Entry<T>, now: number): void;
-  /** A new resource is ready: hand it to a waiter or make it idle. */
-  deliver(entry: Entry<T>, now: number): void;
-  /** An entry is gone for good. */
-  forget(entry: Entry<T>): void;
-}
 
 export interface Parts<T, L> {
   readonly table: EntryTable<T>;
@@ -51,32 +38,26 @@ export interface Parts<T, L> {
   view(): PoolView;
 }
 
+/**
+ * Make one pool's parts. They hold each other (and the dispatcher) directly, not through
+ * closures made per pool: calls on the hot paths then stay monomorphic however many pools
+ * a process makes. Closures remain only on cold paths (timeouts, the breaker, the probe).
+ */
 export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispatcher: Dispatcher<T>): Parts<T, L> {
   const clock = options.clock;
+  const hold = new ProcessHold();
   const metrics = new PoolMetrics();
   const calls = new AdapterCalls(options);
-  const ref = calls.ref;
-  const hold = new ProcessHold();
-  /**
-   * The pool keeps the process alive exactly while a caller awaits it: a queued acquire
-   * (and so the create or ping on its behalf), a reset that release() returns, a
-   * warmup(), close(). An idle pool never does (README, "Process lifetime").
-   */
-  const syncHold = (): void => hold.set(waiters.size > 0 || table.counts[RESETTING]! > 0 || life.awaitingWarmup || life.closeRunning);
-  const table: EntryTable<T> = new EntryTable<T>({ onResetting: syncHold, ref: ref === undefined ? undefined : (entry, active) => ref(entry.resource, active) });
+  const table = new EntryTable<T>(hold, calls);
   const closeController = new AbortController();
   const abandoned = new AbortController();
   // One listener per create in flight or withConnection call is expected, not a leak.
   setMaxListeners(0, closeController.signal, abandoned.signal);
-  const closing = (): boolean => life.closing;
-  const draining = (): boolean => life.draining;
-  const pump = dispatcher.pump;
-  const destroy = (entry: Entry<T>, reason: DestroyReason): void => void dispatcher.destroy(entry, reason);
-  const trips = new RoundTrips(clock, table, calls, { closing, pump, giveBack: dispatcher.giveBack, destroy: dispatcher.destroy });
-  /** Resources already on their way to the queue (Hikari's elision): creating, pinged for a borrower, or resetting. */
-  const onTheWay = (): number => table.counts[CREATING]! + trips.borrowPings() + table.counts[RESETTING]!;
+  const life = new PoolLifecycle(table, options.min, hold, dispatcher);
+  const trips = new RoundTrips(clock, table, calls, life, dispatcher);
+  const pump = (): void => dispatcher[kPump]();
 
-  const waiters: AcquireQueue<L> = new AcquireQueue<L>(clock, face, {
+  const waiters: AcquireQueue<L> = new AcquireQueue<L>(clock, face, hold, {
     timedOut: (waiter: PoolWaiter<L>) => {
       metrics.timedOut++;
       const c = table.counts;
@@ -88,7 +69,6 @@ export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispa
       waiters.fail(waiter, error);
     },
     aborted: () => void metrics.aborted++,
-    occupancyChanged: syncHold,
   });
   const breaker = new CircuitBreaker(options.circuitBreaker, clock, face, pump, {
     acquireTimeoutMs: options.acquireTimeoutMs,
@@ -96,8 +76,8 @@ export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispa
     creating: () => table.counts[CREATING]!,
     leaseP99: () => metrics.leaseP99(),
   });
-  const probe = new RecoveryProbe(options.probeIntervalMs, clock, calls as AdapterCalls<unknown>, {
-    closing,
+  const probe: RecoveryProbe = new RecoveryProbe(options.probeIntervalMs, clock, calls as AdapterCalls<unknown>, {
+    closing: () => life.closing,
     failing: () => creates.consecutiveFailures > 0,
     serverBack: () => {
       creates.serverBack();
@@ -105,52 +85,32 @@ export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispa
       pump();
     },
   });
-  const maintenance = new Maintenance(options, table, calls, face, { closing, destroy, pump, keepalive: (entry) => trips.ping(entry, options.pingTimeoutMs, true) });
-  const creates: CreateLoop<T> = new CreateLoop({ options, table, calls, breaker, probe, metrics, face, closeSignal: closeController.signal }, {
-    closing,
-    draining,
-    destroy,
-    pump,
-    generation: () => life.generation,
-    waiting: () => waiters.size,
-    latestDeadline: () => waiters.latestDeadline(),
-    onTheWay,
-    deliver: dispatcher.deliver,
-    failHead: (error) => {
-      const waiter = waiters.shift();
-      if (waiter === undefined) return;
-      metrics.rejectedCreate++;
-      waiters.fail(waiter, error);
-    },
-    failWarmups: (error) => life.settleWarmups(error),
-    forget: dispatcher.forget,
-  });
-  const life: PoolLifecycle<T> = new PoolLifecycle(
-    table,
-    options.min,
-    { destroy, pump, holdChanged: syncHold, closed: () => hold.dispose() },
-    {
-      clock,
-      destroyTimeoutMs: options.destroyTimeoutMs,
-      table,
-      calls,
-      failWaiters: () =>
-        waiters.failAll(() => {
-          metrics.rejectedClosed++;
-          return new PoolClosedError('Pool closed while this acquire was waiting');
-        }),
-      abortCreates: () => closeController.abort(new PoolClosedError()),
-      abandonLeases: (reason) => abandoned.abort(reason),
-      stopTimers: () => {
-        waiters.dispose();
-        maintenance.dispose();
-        creates.dispose();
-        breaker.dispose();
-        probe.stop();
-      },
-      destroy: (entry) => destroy(entry, 'closed'),
-    },
+  const maintenance = new Maintenance({ options, table, calls, trips, face }, life, dispatcher);
+  const creates: CreateLoop<T> = new CreateLoop(
+    { options, table, waiters: waiters as AcquireQueue<unknown>, calls, trips, breaker, probe, metrics, life, face, closeSignal: closeController.signal },
+    dispatcher,
   );
+  life.closeWith({
+    clock,
+    destroyTimeoutMs: options.destroyTimeoutMs,
+    table,
+    calls,
+    failWaiters: () =>
+      waiters.failAll(() => {
+        metrics.rejectedClosed++;
+        return new PoolClosedError('Pool closed while this acquire was waiting');
+      }),
+    abortCreates: () => closeController.abort(new PoolClosedError()),
+    abandonLeases: (reason) => abandoned.abort(reason),
+    stopTimers: () => {
+      waiters.dispose();
+      maintenance.dispose();
+      creates.dispose();
+      breaker.dispose();
+      probe.stop();
+    },
+    destroy: (entry) => void dispatcher[kDestroyEntry](entry, 'closed'),
+  });
   const view = (): PoolView => ({
     max: options.max,
     min: options.min,

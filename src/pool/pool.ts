@@ -1,6 +1,6 @@
 /**
  * The dispatcher, the centre of the pool: acquire (a fast path for an idle resource, else
- * the queue), `#pump` (the one place that matches waiters with resources and starts
+ * the queue), `[kPump]` (the one place that matches waiters with resources and starts
  * creates), the hand-off of a resource to a waiter or to the idle stack, release and
  * destroy. Everything else is a part named for what it does, made and wired in parts.ts;
  * docs/ARCHITECTURE.md is the map.
@@ -19,6 +19,7 @@ import type { PoolLifecycle } from './lifecycle.js';
 import type { Maintenance } from './maintenance.js';
 import { healthOf, type PoolMetrics, type PoolView } from './metrics.js';
 import { checkAcquireOptions, resolveOptions, type AcquireOptions, type PoolOptions, type ResolvedOptions } from './options.js';
+import { kDeliver, kDestroyEntry, kGiveBack, kPump, type Dispatcher } from './dispatcher.js';
 import { assemble } from './parts.js';
 import type { RoundTrips } from './round-trips.js';
 import { withConnection } from './with-connection.js';
@@ -37,11 +38,15 @@ export function createPool<T>(options: PoolOptions<T>, wrapping?: PoolWrapping<T
   return new PoolImpl(resolveOptions(options), wrapping?.face);
 }
 
-class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
+class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
   readonly #o: ResolvedOptions<T>;
   readonly #clock: Clock;
   /** Ping on borrow when idle longer than this; -1 for `pingIfIdleMs: 0`, which pings every borrow. */
   readonly #pingAfterMs: number;
+  // Read on every borrow and return: kept here rather than behind the part that owns them.
+  readonly #canPing: boolean;
+  readonly #canReset: boolean;
+  readonly #leakDetection: boolean;
   /** The pool object users hold, for event payloads (a wrapper may stand in for this one). */
   readonly #face: Pool<T>;
   // The parts (parts.ts), each held directly: the hot path reads no further than one field.
@@ -68,19 +73,16 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
     this.#clock = options.clock;
     this.#pingAfterMs = options.pingIfIdleMs === 0 ? -1 : options.pingIfIdleMs;
     this.#face = face ?? this;
-    const parts = assemble<T, PoolLease<T>>(options, this.#face, {
-      pump: () => this.#pump(),
-      destroy: (entry, reason) => this.#destroy(entry, reason),
-      deliver: (entry, now) => this.#deliver(entry, now),
-      forget: (entry) => this.#forget(entry),
-      giveBack: (entry, now) => this.#giveBack(entry, now),
-    });
+    const parts = assemble<T, PoolLease<T>>(options, this.#face, this);
     ({ table: this.#table, waiters: this.#waiters, calls: this.#calls, metrics: this.#metrics, breaker: this.#breaker, creates: this.#creates } = parts);
     ({ maintenance: this.#maintenance, life: this.#life, trips: this.#trips, view: this.#view } = parts);
     this.#abandoned = parts.abandoned.signal;
     this.#idle = this.#table.idle;
     this.#counts = this.#table.counts;
-    if (options.min > 0) this.#pump();
+    this.#canPing = this.#calls.canPing;
+    this.#canReset = this.#calls.canReset;
+    this.#leakDetection = this.#maintenance.leakDetection;
+    if (options.min > 0) this[kPump]();
   }
 
   get closed(): boolean {
@@ -123,7 +125,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
       m.rejectedClosed++;
       return this.#refuse(new PoolClosedError());
     }
-    const stack = this.#maintenance.leakDetection ? new Error('acquired here').stack : undefined;
+    const stack = this.#leakDetection ? new Error('acquired here').stack : undefined;
     if (this.#waiters.size === 0) {
       const lease = this.#takeIdle(stack);
       if (lease !== undefined) return Promise.resolve(lease);
@@ -140,21 +142,21 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
     }
     const extras: WaiterExtras | undefined = signal === undefined && stack === undefined ? undefined : { signal, stack, onAbort: undefined };
     const promise = this.#waiters.enqueue(now, timeoutMs, priority, extras);
-    // Saturated (the common case under load): nothing idle and no room to create, so nothing for #pump to do.
-    if (this.#idle.length !== 0 || this.#table.size() + this.#counts[CREATING]! < this.#o.max || !this.#breaker.isClosed) this.#pump();
+    // Saturated (the common case under load): nothing idle and no room to create, so nothing for the pump to do.
+    if (this.#idle.length !== 0 || this.#table.size() + this.#counts[CREATING]! < this.#o.max || !this.#breaker.isClosed) this[kPump]();
     return promise;
   }
 
-  /** Pop idle resources until one passes the borrow checks; leaves one that needs a ping for #pump. */
+  /** Pop idle resources until one passes the borrow checks; leaves one that needs a ping for the pump. */
   #takeIdle(stack: string | undefined): PoolLease<T> | undefined {
     let entry: Entry<T> | undefined;
     while ((entry = this.#idle.pop()) !== undefined) {
       const now = this.#clock.now();
       if (this.#calls.isBroken(entry.resource)) {
-        this.#destroy(entry, 'broken');
+        this[kDestroyEntry](entry, 'broken');
       } else if (now >= entry.expiresAt) {
-        this.#destroy(entry, expiredReason(entry));
-      } else if (this.#calls.canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
+        this[kDestroyEntry](entry, expiredReason(entry));
+      } else if (this.#canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
         this.#idle.push(entry);
         return undefined;
       } else {
@@ -171,7 +173,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
   #lease(entry: Entry<T>, now: number, stack: string | undefined): PoolLease<T> {
     const lease = new PoolLease(this, entry, now);
     entry.lease = lease;
-    if (this.#maintenance.leakDetection) {
+    if (this.#leakDetection) {
       lease.stack = stack ?? new Error('acquired here').stack;
       this.#maintenance.schedule(now + this.#o.leakDetectionMs, now);
     }
@@ -205,18 +207,18 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
     if (channels.release.hasSubscribers) channels.release.publish({ pool: this.#face, leaseMs: now - lease.acquiredAt, destroyed: false });
     entry.lease = undefined;
     if (this.#life.closing) {
-      this.#destroy(entry, 'closed');
+      this[kDestroyEntry](entry, 'closed');
     } else if (this.#life.draining) {
-      this.#destroy(entry, 'drained');
+      this[kDestroyEntry](entry, 'drained');
     } else if (this.#calls.isBroken(entry.resource)) {
-      this.#destroy(entry, 'broken');
+      this[kDestroyEntry](entry, 'broken');
     } else if (now >= entry.expiresAt) {
-      this.#destroy(entry, expiredReason(entry));
-    } else if (this.#calls.canReset) {
+      this[kDestroyEntry](entry, expiredReason(entry));
+    } else if (this.#canReset) {
       return this.#trips.reset(entry);
     } else {
       entry.lastUsedAt = now;
-      this.#giveBack(entry, now);
+      this[kGiveBack](entry, now);
     }
     return RESOLVED;
   }
@@ -228,13 +230,13 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
     if (channels.release.hasSubscribers) channels.release.publish({ pool: this.#face, leaseMs, destroyed: true });
     entry.lease = undefined;
     // A reason that says the resource is dead is a breakage; anything else is the user's choice.
-    return this.#destroy(entry, reason !== undefined && this.#calls.isFatal(reason, entry.resource) ? 'broken' : 'user');
+    return this[kDestroyEntry](entry, reason !== undefined && this.#calls.isFatal(reason, entry.resource) ? 'broken' : 'user');
   }
 
   /** A healthy resource becomes available: the next waiter gets it, or it goes idle. */
-  #giveBack(entry: Entry<T>, now: number): void {
+  [kGiveBack](entry: Entry<T>, now: number): void {
     if (this.#life.draining || now >= entry.expiresAt) {
-      this.#destroy(entry, this.#life.draining ? 'drained' : expiredReason(entry));
+      this[kDestroyEntry](entry, this.#life.draining ? 'drained' : expiredReason(entry));
       return;
     }
     this.#waiters.expireOverdue(now);
@@ -248,14 +250,14 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
   }
 
   /** A create succeeded: give the resource its lifetime and hand it out (or retire it, if the pool moved on). */
-  #deliver(entry: Entry<T>, now: number): void {
+  [kDeliver](entry: Entry<T>, now: number): void {
     entry.expiresAt = this.#maintenance.expiryFor(now);
     if (this.#life.closing) {
-      void this.#destroy(entry, 'closed');
+      void this[kDestroyEntry](entry, 'closed');
       return;
     }
     if (entry.generation !== this.#life.generation) entry.expiresAt = -Infinity;
-    this.#giveBack(entry, now);
+    this[kGiveBack](entry, now);
     this.#life.created();
   }
 
@@ -266,7 +268,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
    * after anything that changes supply or demand. Re-entrant calls are folded into the
    * running one.
    */
-  #pump(): void {
+  [kPump](): void {
     if (this.#pumping) {
       this.#pumpAgain = true;
       return;
@@ -288,9 +290,9 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
     while (this.#waiters.size > this.#trips.borrowPings() && this.#idle.length > 0) {
       const entry = this.#idle.pop()!;
       const now = this.#clock.now();
-      if (this.#calls.isBroken(entry.resource)) this.#destroy(entry, 'broken');
-      else if (now >= entry.expiresAt) this.#destroy(entry, expiredReason(entry));
-      else if (this.#calls.canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
+      if (this.#calls.isBroken(entry.resource)) this[kDestroyEntry](entry, 'broken');
+      else if (now >= entry.expiresAt) this[kDestroyEntry](entry, expiredReason(entry));
+      else if (this.#canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
         const head = this.#waiters.peek()!;
         this.#trips.ping(entry, Math.min(this.#o.pingTimeoutMs, Math.max(0, head.deadline - now)), false);
       } else this.#serve(this.#waiters.shift()!, entry, now);
@@ -310,7 +312,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
   }
 
   /** Free the slot now and close the resource in the background, bounded by destroyTimeoutMs. */
-  #destroy(entry: Entry<T>, reason: DestroyReason): Promise<void> {
+  [kDestroyEntry](entry: Entry<T>, reason: DestroyReason): Promise<void> {
     if (entry.state === IDLE) this.#table.unidle(entry);
     this.#table.transition(entry, DESTROYING);
     this.#metrics.countDestroy(reason);
@@ -318,17 +320,14 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T> {
     const lease = entry.lease;
     entry.lease = undefined;
     lease?.revoke();
-    const task = this.#calls.destroy(entry.resource).finally(() => this.#forget(entry));
+    const task = this.#calls.destroy(entry.resource).finally(() => {
+      this.#table.remove(entry);
+      this.#life.entryGone();
+    });
     this.#calls.track(task);
     if (this.#life.closing) this.#life.destroyedWhileClosing();
-    else this.#pump();
+    else this[kPump]();
     return task;
-  }
-
-  /** An entry is gone for good: a drain waiting for an empty pool may be over. */
-  #forget(entry: Entry<T>): void {
-    this.#table.remove(entry);
-    this.#life.entryGone();
   }
 
   // ---------------------------------------------------------------- life, stats, health

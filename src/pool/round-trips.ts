@@ -4,32 +4,26 @@
  * it comes back. Each moves the entry into CHECKING or RESETTING for its duration and ends
  * by handing the resource back to the dispatcher, or destroying it.
  */
-import type { DestroyReason } from './api.js';
 import type { AdapterCalls } from './adapter-calls.js';
 import type { Clock } from './clock.js';
+import { kDestroyEntry, kGiveBack, kPump, type Dispatcher, type PoolState } from './dispatcher.js';
 import { CHECKING, RESETTING, type Entry, type EntryTable } from './entry.js';
-
-export interface RoundTripHost<T> {
-  closing(): boolean;
-  /** A healthy resource is available again. */
-  giveBack(entry: Entry<T>, now: number): void;
-  destroy(entry: Entry<T>, reason: DestroyReason): Promise<void>;
-  pump(): void;
-}
 
 export class RoundTrips<T> {
   readonly #clock: Clock;
   readonly #table: EntryTable<T>;
   readonly #calls: AdapterCalls<T>;
-  readonly #host: RoundTripHost<T>;
+  readonly #state: PoolState;
+  readonly #dispatcher: Dispatcher<T>;
   /** Keepalive pings in flight: unlike borrow-time pings, they are not on their way to a waiter. */
   #keepalives = 0;
 
-  constructor(clock: Clock, table: EntryTable<T>, calls: AdapterCalls<T>, host: RoundTripHost<T>) {
+  constructor(clock: Clock, table: EntryTable<T>, calls: AdapterCalls<T>, state: PoolState, dispatcher: Dispatcher<T>) {
     this.#clock = clock;
     this.#table = table;
     this.#calls = calls;
-    this.#host = host;
+    this.#state = state;
+    this.#dispatcher = dispatcher;
   }
 
   /** Borrow-time pings in flight: each ends by handing its resource to the head waiter. */
@@ -39,7 +33,7 @@ export class RoundTrips<T> {
 
   /** Ping an idle resource (already out of the idle stack, so nobody else can take it), bounded by `boundMs`. */
   ping(entry: Entry<T>, boundMs: number, keepalive: boolean): void {
-    const host = this.#host;
+    const dispatcher = this.#dispatcher;
     this.#table.transition(entry, CHECKING);
     if (keepalive) this.#keepalives++;
     const pinged = this.#calls.ping(entry.resource, boundMs);
@@ -47,15 +41,15 @@ export class RoundTrips<T> {
       () => {
         const now = this.#clock.now();
         entry.lastUsedAt = now;
-        if (host.closing()) return host.destroy(entry, 'closed');
-        if (this.#calls.isBroken(entry.resource)) return host.destroy(entry, 'broken');
-        host.giveBack(entry, now);
-        host.pump();
+        if (this.#state.closing) return dispatcher[kDestroyEntry](entry, 'closed');
+        if (this.#calls.isBroken(entry.resource)) return dispatcher[kDestroyEntry](entry, 'broken');
+        dispatcher[kGiveBack](entry, now);
+        dispatcher[kPump]();
         return undefined;
       },
       (error: unknown) => {
         if (keepalive) this.#calls.report(error);
-        return host.destroy(entry, host.closing() ? 'closed' : 'pingFailed');
+        return dispatcher[kDestroyEntry](entry, this.#state.closing ? 'closed' : 'pingFailed');
       },
     );
     this.#calls.track(task);
@@ -69,21 +63,21 @@ export class RoundTrips<T> {
   }
 
   async #reset(entry: Entry<T>): Promise<void> {
-    const host = this.#host;
+    const dispatcher = this.#dispatcher;
     this.#table.transition(entry, RESETTING);
     try {
       await this.#calls.reset(entry.resource);
     } catch (error) {
       this.#calls.report(error);
-      await host.destroy(entry, 'resetFailed');
+      await dispatcher[kDestroyEntry](entry, 'resetFailed');
       return;
     }
     const now = this.#clock.now();
-    if (host.closing()) await host.destroy(entry, 'closed');
-    else if (this.#calls.isBroken(entry.resource)) await host.destroy(entry, 'broken');
+    if (this.#state.closing) await dispatcher[kDestroyEntry](entry, 'closed');
+    else if (this.#calls.isBroken(entry.resource)) await dispatcher[kDestroyEntry](entry, 'broken');
     else {
       entry.lastUsedAt = now;
-      host.giveBack(entry, now);
+      dispatcher[kGiveBack](entry, now);
     }
   }
 }
