@@ -1,7 +1,7 @@
 /**
  * How one pool's parts are made and wired together (bb8's `inner`): each part gets its
- * options and the narrow hooks it needs, from the other parts or from the dispatcher.
- * Nothing here runs after construction except the small hooks it builds.
+ * options, the other parts it reads, and the dispatcher's hooks (dispatcher.ts). Nothing
+ * here runs after construction except the few cold-path callbacks it builds.
  */
 import { setMaxListeners } from 'node:events';
 import type { Pool } from './api.js';

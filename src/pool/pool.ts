@@ -63,8 +63,6 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
   readonly #abandoned: AbortSignal;
   readonly #view: () => PoolView;
   readonly #trips: RoundTrips<T>;
-  readonly #acquire = (options?: AcquireOptions): Promise<Lease<T>> => this.acquire(options);
-  readonly #isFatal = (error: unknown, resource: T): boolean => this.#calls.isFatal(error, resource);
   #pumping = false;
   #pumpAgain = false;
 
@@ -195,7 +193,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
   }
 
   withConnection<R>(fn: (resource: T, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R> {
-    return withConnection(this.#acquire, this.#isFatal, this.#abandoned, fn, options);
+    return withConnection(this, this.#calls, this.#abandoned, fn, options);
   }
 
   // ---------------------------------------------------------------- release

@@ -8,15 +8,16 @@ import { InvalidPoolOptionError } from './errors.js';
 import type { AcquireOptions } from './options.js';
 
 export async function withConnection<T, R>(
-  acquire: (options?: AcquireOptions) => Promise<Lease<T>>,
-  isFatal: (error: unknown, resource: T) => boolean,
+  pool: { acquire(options?: AcquireOptions): Promise<Lease<T>> },
+  /** The adapter's judgement (AdapterCalls): does this error mean the resource is dead? */
+  hooks: { isFatal(error: unknown, resource: T): boolean },
   /** The pool-wide signal close() aborts when it stops waiting for leases. */
   abandoned: AbortSignal,
   fn: (resource: T, signal: AbortSignal) => Promise<R> | R,
   options: AcquireOptions | undefined,
 ): Promise<R> {
   if (typeof fn !== 'function') throw InvalidPoolOptionError.expected('fn', 'a function', fn);
-  const lease = await acquire(options);
+  const lease = await pool.acquire(options);
   // One pool-wide signal, not an AbortController per call (~2.4 µs each): every lease still
   // out is abandoned at the same moment, when close() stops waiting.
   const own = options?.signal;
@@ -34,7 +35,7 @@ export async function withConnection<T, R>(
   try {
     result = await fn(resource, controller?.signal ?? abandoned);
   } catch (error) {
-    if (isFatal(error, resource)) await lease.destroy(error);
+    if (hooks.isFatal(error, resource)) await lease.destroy(error);
     else await lease.release();
     throw error;
   } finally {
