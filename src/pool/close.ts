@@ -10,7 +10,7 @@
 import type { AdapterCalls } from './adapter-calls.js';
 import type { Clock, ClockTimer } from './clock.js';
 import { LEASED, type Entry, type EntryTable } from './entry.js';
-import { PoolClosedError, PoolError } from './errors.js';
+import { InvalidPoolOptionError, PoolClosedError, PoolError } from './errors.js';
 
 /** The pool as close() sees it. */
 export interface ClosingPool<T> {
@@ -30,6 +30,20 @@ export interface ClosingPool<T> {
   onOutstandingChange(listener: (() => void) | undefined): void;
   /** Resolve a drain() still waiting. */
   settleEmpty(): void;
+}
+
+/** Validate close() options; returns the timeout (default 30 s) or the error to reject with. */
+export function checkCloseOptions(options: unknown): number | InvalidPoolOptionError {
+  if (options === undefined) return 30_000;
+  const given = (options as { timeoutMs?: unknown } | null)?.timeoutMs;
+  if (typeof options !== 'object' || options === null || Object.keys(options).some((key) => key !== 'timeoutMs')) {
+    return InvalidPoolOptionError.expected('close options', 'an object with only `timeoutMs`', options);
+  }
+  if (given === undefined) return 30_000;
+  if (typeof given !== 'number' || Number.isNaN(given) || given < 0) {
+    return InvalidPoolOptionError.expected('timeoutMs', 'a number of milliseconds >= 0 (or Infinity)', given);
+  }
+  return given;
 }
 
 export async function closePool<T>(pool: ClosingPool<T>, timeoutMs: number): Promise<void> {

@@ -4,11 +4,10 @@
  * close.ts. It owns the flags the dispatcher consults (`closing`, `draining`, `generation`)
  * and the promises callers await here.
  */
-import { closePool, type ClosingPool } from './close.js';
+import { checkCloseOptions, closePool, type ClosingPool } from './close.js';
 import { kDestroyEntry, kPump, type Dispatcher, type PoolState } from './dispatcher.js';
 import { CREATING, DESTROYED, DESTROYING, type EntryTable } from './entry.js';
 import { PoolClosedError, PoolError } from './errors.js';
-import { checkCloseOptions } from './options.js';
 import { HOLD_CLOSE, HOLD_WARMUPS, type ProcessHold } from './process-hold.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();

@@ -286,20 +286,6 @@ export function checkAcquireOptions(options: unknown): InvalidPoolOptionError | 
   }
 }
 
-/** Validate close() options; returns the timeout (default 30 s) or the error to reject with. */
-export function checkCloseOptions(options: unknown): number | InvalidPoolOptionError {
-  if (options === undefined) return 30_000;
-  const given = (options as { timeoutMs?: unknown } | null)?.timeoutMs;
-  if (typeof options !== 'object' || options === null || Object.keys(options).some((key) => key !== 'timeoutMs')) {
-    return InvalidPoolOptionError.expected('close options', 'an object with only `timeoutMs`', options);
-  }
-  if (given === undefined) return 30_000;
-  if (typeof given !== 'number' || Number.isNaN(given) || given < 0) {
-    return InvalidPoolOptionError.expected('timeoutMs', 'a number of milliseconds >= 0 (or Infinity)', given);
-  }
-  return given;
-}
-
 function rejectUnknownKeys(prefix: string, object: object, known: ReadonlySet<string>): void {
   for (const key of Object.keys(object)) {
     if (known.has(key)) continue;
