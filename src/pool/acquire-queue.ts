@@ -1,9 +1,10 @@
 /**
  * The demand side of the hand-off: acquires waiting for a resource. It is the waiter queue
- * (FIFO within a priority, see waiters.ts) plus what a waiting caller is owed: its promise
- * settled exactly once, its AbortSignal honoured, its deadline kept by one timer for the
- * whole queue, and an `acquireEnd` event. Which resource a waiter gets is the dispatcher's
- * decision (pool.ts); this file only settles waiters.
+ * (FIFO within a priority, see waiters.ts) plus what a waiting caller is owed besides its
+ * resource: its AbortSignal honoured, its deadline kept by one timer for the whole queue,
+ * the process kept alive while it waits, and a failure settled once with an `acquireEnd`
+ * event. The dispatcher (pool.ts) makes waiters and serves them: that path stays in one
+ * function there (as a call into this class it measured ~5 % slower under contention).
  */
 import type { Clock, ClockTimer } from './clock.js';
 import { SystemClock } from './clock.js';
@@ -43,7 +44,7 @@ export class PoolWaiter<L> implements Waiter {
 // with 100k queued callers, every byte per waiter shows up as garbage-collector time.
 let capturedResolve: (value: never) => void;
 let capturedReject: (error: unknown) => void;
-function captureResolvers(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+export function captureResolvers(resolve: (value: never) => void, reject: (error: unknown) => void): void {
   capturedResolve = resolve;
   capturedReject = reject;
 }
@@ -84,34 +85,14 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
     return this.#systemClock?.precise() ?? this.#clock.now();
   }
 
-  /** Queue an acquire made at `now`; its promise settles through serve(), fail() or its deadline. */
-  enqueue(now: number, timeoutMs: number, priority: number, extras: WaiterExtras | undefined): Promise<L> {
-    const promise = new Promise<L>(captureResolvers);
-    const waiter = new PoolWaiter<L>(now, timeoutMs, now + timeoutMs, extras);
-    this.push(waiter, priority);
+  /** The dispatcher just pushed `waiter` (made at `now`): hold the process, keep its deadline, honour its signal. */
+  admitted(waiter: PoolWaiter<L>, now: number): void {
     this.#hold.mark(HOLD_WAITERS, true);
     if (waiter.deadline < this.#deadlineAt) this.#armDeadline(waiter.deadline, now);
-    const signal = extras?.signal;
-    if (signal !== undefined) {
-      const onAbort = (): void => {
-        if (!this.remove(waiter)) return;
-        this.#hooks.aborted();
-        this.fail(waiter, signal.reason);
-      };
-      extras!.onAbort = onAbort;
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
-    return promise;
+    const signal = waiter.extras?.signal;
+    if (signal !== undefined) this.#watchAbort(waiter, signal);
   }
 
-  /** Settle a waiter (already out of the queue) with its lease. */
-  serve(waiter: PoolWaiter<L>, lease: L, waitMs: number): void {
-    const extras = waiter.extras;
-    if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
-    if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs });
-    waiter.resolve(lease);
-    if (this.size === 0) this.#hold.mark(HOLD_WAITERS, false);
-  }
 
   /** Settle a waiter (already out of the queue) with an error. */
   fail(waiter: PoolWaiter<L>, error: unknown): void {
@@ -139,6 +120,16 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
     if (now < this.#deadlineAt) return;
     if (this.#deadlineTimer !== undefined) this.#clock.clearTimeout(this.#deadlineTimer);
     this.#onDeadline();
+  }
+
+  #watchAbort(waiter: PoolWaiter<L>, signal: AbortSignal): void {
+    const onAbort = (): void => {
+      if (!this.remove(waiter)) return;
+      this.#hooks.aborted();
+      this.fail(waiter, signal.reason);
+    };
+    waiter.extras!.onAbort = onAbort;
+    signal.addEventListener('abort', onAbort, { once: true });
   }
 
   dispose(): void {

@@ -32,6 +32,8 @@ export interface Parts<T, L> {
   readonly maintenance: Maintenance<T>;
   readonly life: PoolLifecycle<T>;
   readonly trips: RoundTrips<T>;
+  /** Keeps the process alive while a caller awaits the pool; each part marks its own reason. */
+  readonly hold: ProcessHold;
   /** Aborted when close() gives up waiting for leases: the signal withConnection passes to its callback. */
   readonly abandoned: AbortController;
   /** What stats() and health() read. */
@@ -122,5 +124,5 @@ export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispa
     consecutiveFailures: creates.consecutiveFailures,
     lastCreateError: creates.lastError,
   });
-  return { table, waiters, calls, metrics, breaker, probe, creates, maintenance, life, trips, abandoned, view };
+  return { table, waiters, calls, metrics, breaker, probe, creates, maintenance, life, trips, hold, abandoned, view };
 }

@@ -5,7 +5,7 @@
  * destroy. Everything else is a part named for what it does, made and wired in parts.ts;
  * docs/ARCHITECTURE.md is the map.
  */
-import type { AcquireQueue, PoolWaiter, WaiterExtras } from './acquire-queue.js';
+import { captureResolvers, PoolWaiter, type AcquireQueue, type WaiterExtras } from './acquire-queue.js';
 import type { AdapterCalls } from './adapter-calls.js';
 import type { DestroyReason, Lease, Pool, PoolHealth, PoolStats, PoolWrapping } from './api.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
@@ -21,6 +21,7 @@ import { healthOf, type PoolMetrics, type PoolView } from './metrics.js';
 import { checkAcquireOptions, resolveOptions, type AcquireOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { kDeliver, kDestroyEntry, kGiveBack, kPump, type Dispatcher } from './dispatcher.js';
 import { assemble } from './parts.js';
+import { HOLD_WAITERS, type ProcessHold } from './process-hold.js';
 import type { RoundTrips } from './round-trips.js';
 import { withConnection } from './with-connection.js';
 
@@ -63,6 +64,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
   readonly #abandoned: AbortSignal;
   readonly #view: () => PoolView;
   readonly #trips: RoundTrips<T>;
+  readonly #hold: ProcessHold;
   #pumping = false;
   #pumpAgain = false;
 
@@ -73,7 +75,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
     this.#face = face ?? this;
     const parts = assemble<T, PoolLease<T>>(options, this.#face, this);
     ({ table: this.#table, waiters: this.#waiters, calls: this.#calls, metrics: this.#metrics, breaker: this.#breaker, creates: this.#creates } = parts);
-    ({ maintenance: this.#maintenance, life: this.#life, trips: this.#trips, view: this.#view } = parts);
+    ({ maintenance: this.#maintenance, life: this.#life, trips: this.#trips, hold: this.#hold, view: this.#view } = parts);
     this.#abandoned = parts.abandoned.signal;
     this.#idle = this.#table.idle;
     this.#counts = this.#table.counts;
@@ -139,7 +141,10 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
       return this.#refuse(this.#breaker.error(this.#creates.lastError, now));
     }
     const extras: WaiterExtras | undefined = signal === undefined && stack === undefined ? undefined : { signal, stack, onAbort: undefined };
-    const promise = this.#waiters.enqueue(now, timeoutMs, priority, extras);
+    const promise = new Promise<PoolLease<T>>(captureResolvers);
+    const waiter = new PoolWaiter<PoolLease<T>>(now, timeoutMs, now + timeoutMs, extras);
+    this.#waiters.push(waiter, priority);
+    this.#waiters.admitted(waiter, now);
     // Saturated (the common case under load): nothing idle and no room to create, so nothing for the pump to do.
     if (this.#idle.length !== 0 || this.#table.size() + this.#counts[CREATING]! < this.#o.max || !this.#breaker.isClosed) this[kPump]();
     return promise;
@@ -181,9 +186,15 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
   /** Hand `entry` to `waiter`, which was already removed from the queue. */
   #serve(waiter: PoolWaiter<PoolLease<T>>, entry: Entry<T>, now: number): void {
     if (entry.state !== LEASED) this.#table.transition(entry, LEASED);
+    const waitMs = now - waiter.enqueuedAt;
+    const extras = waiter.extras;
+    if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
     this.#metrics.acquired++;
-    this.#metrics.waitTime.record(now - waiter.enqueuedAt);
-    this.#waiters.serve(waiter, this.#lease(entry, now, waiter.extras?.stack), now - waiter.enqueuedAt);
+    this.#metrics.waitTime.record(waitMs);
+    if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs });
+    waiter.resolve(this.#lease(entry, now, extras?.stack));
+    // The last waiter served lets the process go (process-hold.ts).
+    if (this.#waiters.size === 0) this.#hold.mark(HOLD_WAITERS, false);
   }
 
   /** An acquire refused before it was queued. */
