@@ -2,6 +2,10 @@
 // Usage: npm run build && node [--expose-gc] bench/pool.bench.js [--quick] [--only=lifeguard,tarn,...]
 //        [--baseline=DIR]: also run the lifeguard built in DIR (another commit's dist/), as
 //        "lifeguard (baseline)", to compare two versions in the same run, against the same peers.
+//        [--rounds=N]: run every closed-loop scenario N times, the pools in reverse order every
+//        other round, and report the mean: a pool's place in the order moves its rate by up to
+//        ~10 % here (the same build measured as two pools differed that much), so compare two
+//        builds with --rounds=2 or more.
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
@@ -204,15 +208,18 @@ function rateTable(unit, results) {
 // Main
 
 function parseArgs(argv) {
-  const opts = { quick: false, only: null };
+  const opts = { quick: false, only: null, rounds: 1 };
   for (const arg of argv) {
     if (arg === '--quick') opts.quick = true;
-    else if (arg.startsWith('--baseline=')) {
+    else if (arg.startsWith('--rounds=')) {
+      opts.rounds = Number(arg.slice('--rounds='.length));
+      if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new Error(`Expected --rounds to be an integer >= 1, got ${arg}`);
+    } else if (arg.startsWith('--baseline=')) {
       const dir = path.resolve(arg.slice('--baseline='.length));
       POOLS.splice(1, 0, lifeguardPool('baseline', pathToFileURL(`${dir}/`).href, `lifeguard (baseline: ${dir})`));
     }
     else if (arg.startsWith('--only=')) opts.only = arg.slice('--only='.length).split(',').filter(Boolean);
-    else throw new Error(`unknown argument ${arg} (expected --quick, --only=name,..., --baseline=DIR)`);
+    else throw new Error(`unknown argument ${arg} (expected --quick, --only=name,..., --baseline=DIR, --rounds=N)`);
   }
   const names = POOLS.map((p) => p.name);
   const unknown = (opts.only ?? []).filter((n) => !names.includes(n));
@@ -221,7 +228,7 @@ function parseArgs(argv) {
 }
 
 async function main() {
-  const { quick, only } = parseArgs(process.argv.slice(2));
+  const { quick, only, rounds } = parseArgs(process.argv.slice(2));
   const pools = POOLS.filter((p) => !only || only.includes(p.name));
   const cfg = quick
     ? { targetSeconds: 0.1, warmupCycles: 5_000, minCycles: 10_000, bursts: [5_000, 10_000, 20_000] }
@@ -238,18 +245,22 @@ async function main() {
   for (const def of pools) await withPool(def, (p) => closedLoop(p, 16, 2_000));
 
   for (const concurrency of [1, 16, 256]) {
-    const results = [];
-    for (const def of pools) {
-      gc();
-      const r = await withPool(def, async (pool) => {
-        const warm = await closedLoop(pool, concurrency, cfg.warmupCycles);
-        const cycles = Math.max(cfg.minCycles, Math.round(warm.rate * cfg.targetSeconds));
+    const runs = new Map(pools.map((def) => [def, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const def of round % 2 === 0 ? pools : [...pools].reverse()) {
         gc();
-        return closedLoop(pool, concurrency, cycles);
-      });
-      results.push({ def, ...r });
+        runs.get(def).push(await withPool(def, async (pool) => {
+          const warm = await closedLoop(pool, concurrency, cfg.warmupCycles);
+          const cycles = Math.max(cfg.minCycles, Math.round(warm.rate * cfg.targetSeconds));
+          gc();
+          return closedLoop(pool, concurrency, cycles);
+        }));
+      }
     }
-    console.log(`\n## Closed loop, ${concurrency} concurrent caller${concurrency > 1 ? 's' : ''} (acquire → release)\n`);
+    const mean = (list, key) => list.reduce((sum, r) => sum + r[key], 0) / list.length;
+    const results = pools.map((def) => ({ def, rate: mean(runs.get(def), 'rate'), p50: mean(runs.get(def), 'p50'), p99: mean(runs.get(def), 'p99') }));
+    const suffix = rounds > 1 ? `, mean of ${rounds} rounds in alternating order` : '';
+    console.log(`\n## Closed loop, ${concurrency} concurrent caller${concurrency > 1 ? 's' : ''} (acquire → release${suffix})\n`);
     console.log(rateTable('cycles/s', results));
   }
 
