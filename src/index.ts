@@ -8,11 +8,12 @@ export { createPool } from './pool/pool.js';
 export type { Pool, Lease, PoolStats, PoolHealth, HealthStatus, DestroyReason, CircuitState, PoolWrapping } from './pool/api.js';
 export { POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError } from './pool/options.js';
 export type { PoolDefaultName } from './pool/options.js';
+export type { QueuePolicy, CongestionOptions } from './pool/congestion.js';
 export type { Adapter, CreateContext, PoolOptions, AcquireOptions, RetryOptions, CircuitBreakerOptions } from './pool/options.js';
 export type { Clock, ClockTimer } from './pool/clock.js';
 export type { Summary } from './pool/histogram.js';
 export { CHANNELS } from './pool/events.js';
-export type { AcquireStartEvent, AcquireEndEvent, ReleaseEvent, CreateEvent, DestroyEvent, TimeoutEvent, BreakerEvent, LeakEvent } from './pool/events.js';
+export type { AcquireStartEvent, AcquireEndEvent, ReleaseEvent, CreateEvent, DestroyEvent, TimeoutEvent, BreakerEvent, LeakEvent, CongestionEvent } from './pool/events.js';
 export {
   PoolError,
   AcquireTimeoutError,
@@ -26,9 +27,10 @@ export {
   LeaseReleasedError,
   InvalidPoolOptionError,
   LeakDetectedError,
+  PoolOverloadedError,
 } from './pool/errors.js';
 export type { AcquireTimeoutReason, AcquireTimeoutStats } from './pool/errors.js';
-export { instrumentPool, DB_CLIENT_CONNECTION_METRICS } from './metrics/otel.js';
+export { instrumentPool, DB_CLIENT_CONNECTION_METRICS, LIFEGUARD_POOL_METRICS } from './metrics/otel.js';
 export type {
   InstrumentPoolOptions,
   InstrumentablePool,

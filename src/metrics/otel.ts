@@ -126,6 +126,14 @@ export const DB_CLIENT_CONNECTION_METRICS = {
   useTime: 'db.client.connection.use_time',
 } as const;
 
+/** lifeguard's own metrics, beside the semantic conventions' (adaptive queueing; see `queuePolicy`). */
+export const LIFEGUARD_POOL_METRICS = {
+  /** Acquires shed with `PoolOverloadedError` while the pool was congested (counter); `{request}`. */
+  shed: 'lifeguard.pool.shed',
+  /** 1 while the pool is congested (serving newest first and shedding), else 0; `{pool}`. */
+  congested: 'lifeguard.pool.congested',
+} as const;
+
 const ATTR_POOL_NAME = 'db.client.connection.pool.name';
 const ATTR_STATE = 'db.client.connection.state';
 const INT = 0;
@@ -222,13 +230,23 @@ export function instrumentPool(pool: InstrumentablePool, options: InstrumentPool
     unit: '{timeout}',
     valueType: INT,
   });
+  const shed = meter.createCounter(LIFEGUARD_POOL_METRICS.shed, {
+    description: 'Acquires shed with PoolOverloadedError while the pool was congested.',
+    unit: '{request}',
+    valueType: INT,
+  });
+  const congested = meter.createObservableUpDownCounter(LIFEGUARD_POOL_METRICS.congested, {
+    description: 'Whether the pool is congested (1): serving the newest waiter first and shedding.',
+    unit: '{pool}',
+    valueType: INT,
+  });
   const histogram = (name: string, description: string): HistogramLike =>
     meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: DURATION_BUCKETS_S } });
   const createTime = histogram(names.createTime, 'The time it took to create a new connection.');
   const waitTime = histogram(names.waitTime, 'The time it took to obtain an open connection from the pool.');
   const useTime = histogram(names.useTime, 'The time between borrowing a connection and returning it to the pool.');
 
-  const observables = [count, max, idleMax, idleMin, pending];
+  const observables = [count, max, idleMax, idleMin, pending, congested];
   let stopped = false;
   const observe: BatchObservableCallbackLike = (result) => {
     if (stopped) return;
@@ -239,6 +257,7 @@ export function instrumentPool(pool: InstrumentablePool, options: InstrumentPool
     result.observe(idleMax, s.max, attributes);
     result.observe(idleMin, s.min, attributes);
     result.observe(pending, s.waiting, attributes);
+    result.observe(congested, s.congested ? 1 : 0, attributes);
     // The last report of a closed pool says it is empty; then let go of it.
     if (pool.closed && s.size === 0 && s.creating === 0 && s.destroying === 0) stop();
   };
@@ -255,7 +274,9 @@ export function instrumentPool(pool: InstrumentablePool, options: InstrumentPool
       CHANNELS.acquireEnd,
       (message) => {
         const event = message as AcquireEndEvent;
-        if (event.pool === pool && !('error' in event)) waitTime.record(event.waitMs / 1000, attributes);
+        if (event.pool !== pool) return;
+        if (!('error' in event)) waitTime.record(event.waitMs / 1000, attributes);
+        else if ((event.error as { code?: unknown } | null)?.code === 'POOL_OVERLOADED') shed.add(1, attributes);
       },
     ],
     [

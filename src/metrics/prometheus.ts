@@ -107,12 +107,13 @@ const FAMILIES: readonly Family[] = [
   {
     name: 'lifeguard_pool_rejected_total',
     type: 'counter',
-    help: 'Acquires refused, by reason: closed pool, full queue, open circuit, or a create that cannot succeed.',
+    help: 'Acquires refused, by reason: closed pool, full queue, open circuit, a create that cannot succeed, or shed while congested.',
     samples: (s) => [
       ['', label('reason', 'closed'), s.rejected.closed],
       ['', label('reason', 'queueFull'), s.rejected.queueFull],
       ['', label('reason', 'circuitOpen'), s.rejected.circuitOpen],
       ['', label('reason', 'createFailed'), s.rejected.createFailed],
+      ['', label('reason', 'shed'), s.rejected.shed],
     ],
   },
   { name: 'lifeguard_pool_created_total', type: 'counter', help: 'Resources created.', samples: (s) => one(s.created) },
@@ -129,6 +130,7 @@ const FAMILIES: readonly Family[] = [
     help: 'The circuit breaker state: 1 for the current state (closed, open or half-open), 0 for the others.',
     samples: (s) => CIRCUIT_STATES.map((state): Sample => ['', label('state', state), s.circuit === state ? 1 : 0]),
   },
+  { name: 'lifeguard_pool_congested', type: 'gauge', help: '1 while the pool is congested (serving the newest waiter first and shedding), else 0.', samples: (s) => one(s.congested ? 1 : 0) },
   { name: 'lifeguard_pool_draining', type: 'gauge', help: '1 between drain() and resume(), else 0.', samples: (s) => one(s.draining ? 1 : 0) },
   {
     name: 'lifeguard_pool_consecutive_create_failures',
@@ -163,11 +165,12 @@ const FAMILIES: readonly Family[] = [
  * | `lifeguard_pool_resources` | gauge | `state`: `idle`, `leased`, `checking`, `resetting`, `creating`, `destroying` | resources by state |
  * | `lifeguard_pool_acquired_total` | counter | | acquires that got a resource |
  * | `lifeguard_pool_aborted_total` | counter | | acquires whose signal aborted |
- * | `lifeguard_pool_rejected_total` | counter | `reason`: `closed`, `queueFull`, `circuitOpen`, `createFailed` | acquires refused |
+ * | `lifeguard_pool_rejected_total` | counter | `reason`: `closed`, `queueFull`, `circuitOpen`, `createFailed`, `shed` | acquires refused |
  * | `lifeguard_pool_created_total` | counter | | resources created |
  * | `lifeguard_pool_create_failed_total` | counter | | failed create attempts |
  * | `lifeguard_pool_destroyed_total` | counter | `reason`: a `DestroyReason` | resources destroyed |
  * | `lifeguard_pool_circuit_state` | gauge | `state`: `closed`, `open`, `half-open` | 1 for the current state, 0 for the others |
+ * | `lifeguard_pool_congested` | gauge | | 1 while congested (adaptive queueing), else 0 |
  * | `lifeguard_pool_draining` | gauge | | 1 while draining |
  * | `lifeguard_pool_consecutive_create_failures` | gauge | | failed creates in a row |
  *

@@ -9,6 +9,7 @@
 import type { Clock, ClockTimer } from './clock.js';
 import { SystemClock } from './clock.js';
 import { channels } from './events.js';
+import type { Congestion } from './congestion.js';
 import { HOLD_WAITERS, type ProcessHold } from './process-hold.js';
 import { WaiterQueue, type Waiter } from './waiters.js';
 
@@ -54,6 +55,8 @@ export interface AcquireQueueHooks<L> {
   timedOut(waiter: PoolWaiter<L>): void;
   /** A waiter's signal aborted (already out of the queue and failed). */
   aborted(): void;
+  /** A waiter was shed while the pool is congested (already out of the queue): settle it with `fail`. */
+  shed(waiter: PoolWaiter<L>, waitedMs: number): void;
 }
 
 export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
@@ -64,12 +67,15 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
   readonly #hooks: AcquireQueueHooks<L>;
   /** Marked while anyone waits: a waiting caller keeps the process alive. */
   readonly #hold: ProcessHold;
+  /** Adaptive queueing; undefined for `queuePolicy: 'fifo'`. */
+  readonly #congestion: Congestion | undefined;
   #deadlineTimer: ClockTimer | undefined;
   #deadlineAt = Infinity;
 
-  constructor(clock: Clock, face: object, hold: ProcessHold, hooks: AcquireQueueHooks<L>) {
+  constructor(clock: Clock, face: object, hold: ProcessHold, congestion: Congestion | undefined, hooks: AcquireQueueHooks<L>) {
     super();
     this.#hold = hold;
+    this.#congestion = congestion;
     this.#clock = clock;
     this.#systemClock = clock instanceof SystemClock ? clock : undefined;
     this.#face = face;
@@ -100,7 +106,31 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
     if (extras?.onAbort !== undefined) extras.signal!.removeEventListener('abort', extras.onAbort);
     if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs: this.#clock.now() - waiter.enqueuedAt, error });
     waiter.reject(error);
-    if (this.size === 0) this.#hold.mark(HOLD_WAITERS, false);
+    if (this.size === 0) this.emptied();
+  }
+
+  /** Nobody waits any more: the process may go, and congestion is over. */
+  emptied(): void {
+    this.#hold.mark(HOLD_WAITERS, false);
+    this.#congestion?.drained();
+  }
+
+  /**
+   * While the pool is congested, fail the waiters that have waited `shedAfterMs` (the
+   * oldest of each priority first): served newest-first, they would most likely wait out
+   * their deadline.
+   */
+  shed(now: number): void {
+    const cutoff = now - this.#congestion!.shedAfterMs;
+    for (const front of this.fronts()) {
+      let waiter: PoolWaiter<L> | undefined = front;
+      while (waiter !== undefined && waiter.enqueuedAt <= cutoff) {
+        const next = waiter.next as PoolWaiter<L> | undefined;
+        this.remove(waiter);
+        this.#hooks.shed(waiter, now - waiter.enqueuedAt);
+        waiter = next;
+      }
+    }
   }
 
   /** Fail every waiter with the error `make` gives for it (close()). */

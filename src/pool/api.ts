@@ -159,6 +159,8 @@ export interface PoolStats {
     readonly circuitOpen: number;
     /** `CreateResourceError`: a non-retryable create failure, or retries exhausted. */
     readonly createFailed: number;
+    /** `PoolOverloadedError`: shed while the pool was congested (adaptive queueing). */
+    readonly shed: number;
   };
   /** Resources created. */
   readonly created: number;
@@ -170,6 +172,8 @@ export interface PoolStats {
   readonly destroyedByReason: Readonly<Record<DestroyReason, number>>;
   /** The circuit breaker's state. */
   readonly circuit: CircuitState;
+  /** Adaptive queueing is on and the pool is congested: serving the newest waiter first and shedding. */
+  readonly congested: boolean;
   /** Between drain() and resume(). */
   readonly draining: boolean;
   /** Create attempts failed in a row since the last success (attempts that were in flight together and failed together count once). */

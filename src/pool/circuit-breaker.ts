@@ -25,6 +25,10 @@ export interface CoverageInputs {
   creating(): number;
   /** The p99 lease time, undefined before any lease came back. */
   leaseP99(): number | undefined;
+  /** The last create error, the cause of a CircuitOpenError. */
+  lastError(): unknown;
+  /** Count one acquire refused by the breaker. */
+  refused(): void;
 }
 
 export class CircuitBreaker {
@@ -104,6 +108,21 @@ export class CircuitBreaker {
       if (leaseP99 !== undefined) turns = Math.max(1, Math.floor(inputs.acquireTimeoutMs / Math.max(leaseP99, 0.001)));
     }
     return live * turns + inputs.creating() + (this.#cooldownOver(now) ? 1 : 0);
+  }
+
+  /**
+   * While the breaker is not closed, waiters beyond what leases and creates can serve
+   * would only wait out their deadline: fail the last-served ones now.
+   */
+  shedUncovered(waiters: { readonly size: number; last(): unknown; remove(waiter: never): boolean; fail(waiter: never, error: unknown): void }): void {
+    const now = this.#clock.now();
+    const coverage = this.coverage(now);
+    while (waiters.size > coverage) {
+      const waiter = waiters.last() as never;
+      waiters.remove(waiter);
+      this.#inputs.refused();
+      waiters.fail(waiter, this.error(this.#inputs.lastError(), now));
+    }
   }
 
   /** The error for an acquire refused while the breaker is not closed. */

@@ -65,6 +65,30 @@ export class AcquireTimeoutError extends PoolError {
   }
 }
 
+/**
+ * The pool is congested (adaptive queueing: waiters have been waiting longer than
+ * `congestion.targetMs` for a whole `congestion.intervalMs`) and this acquire had waited
+ * `congestion.shedAfterMs`: it is failed now rather than left to wait out its deadline,
+ * so a service can answer 503 at once. Distinct from {@link AcquireTimeoutError}: no
+ * deadline passed; demand exceeds what the pool can serve in time.
+ */
+export class PoolOverloadedError extends PoolError {
+  /** The pool's gauges when the acquire was shed. */
+  readonly stats: AcquireTimeoutStats;
+  /** How long the acquire had waited, in ms. */
+  readonly waitedMs: number;
+
+  constructor(waitedMs: number, stats: AcquireTimeoutStats) {
+    const gauges = `size ${stats.size}/${stats.max}, idle ${stats.idle}, leased ${stats.leased}, creating ${stats.creating}, waiting ${stats.waiting}`;
+    super(
+      `Pool overloaded: acquire shed after waiting ${Math.round(waitedMs)} ms while the pool is congested (demand exceeds what it can serve in time; newest callers are served first) (${gauges})`,
+      'POOL_OVERLOADED',
+    );
+    this.stats = stats;
+    this.waitedMs = waitedMs;
+  }
+}
+
 /** `acquire()` was called during or after `close()`. */
 export class PoolClosedError extends PoolError {
   constructor(message = 'Pool is closed: it no longer hands out resources') {

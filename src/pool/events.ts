@@ -66,6 +66,16 @@ export interface BreakerEvent {
   readonly cause?: unknown;
 }
 
+/** The pool entered or left congestion (adaptive queueing; see `queuePolicy`). */
+export interface CongestionEvent {
+  /** The pool the event is about: the object `createPool` or `createPostgresPool` returned. */
+  readonly pool: Pool<unknown>;
+  /** `true` on entering congestion (newest first, shedding), `false` on leaving it (FIFO again). */
+  readonly congested: boolean;
+  /** Acquires waiting at that moment. */
+  readonly waiting: number;
+}
+
 /** A lease outlived `leakDetectionMs` (also given to `onError`). */
 export interface LeakEvent {
   /** The pool the event is about: the object `createPool` or `createPostgresPool` returned. */
@@ -78,7 +88,8 @@ export interface LeakEvent {
  * The channel names, for `diagnostics_channel.subscribe(name, listener)`:
  * `lifeguard:acquire:start`, `lifeguard:acquire:end`, `lifeguard:release`, `lifeguard:create`,
  * `lifeguard:destroy`, `lifeguard:timeout`, `lifeguard:breaker:open`,
- * `lifeguard:breaker:close`, `lifeguard:leak`. Every payload carries the `pool` it is about.
+ * `lifeguard:breaker:close`, `lifeguard:leak`, `lifeguard:congestion`. Every payload carries
+ * the `pool` it is about.
  */
 export const CHANNELS = {
   /** Payload {@link AcquireStartEvent}. */
@@ -99,6 +110,8 @@ export const CHANNELS = {
   breakerClose: 'lifeguard:breaker:close',
   /** Payload {@link LeakEvent}. */
   leak: 'lifeguard:leak',
+  /** Payload {@link CongestionEvent}. */
+  congestion: 'lifeguard:congestion',
 } as const;
 
 /** @internal */
@@ -112,4 +125,5 @@ export const channels = {
   breakerOpen: diagnostics.channel(CHANNELS.breakerOpen),
   breakerClose: diagnostics.channel(CHANNELS.breakerClose),
   leak: diagnostics.channel(CHANNELS.leak),
+  congestion: diagnostics.channel(CHANNELS.congestion),
 };

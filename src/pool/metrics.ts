@@ -16,6 +16,8 @@ export interface PoolView {
   readonly counts: readonly number[];
   readonly waiting: number;
   readonly circuit: CircuitState;
+  /** Adaptive queueing is serving newest first and shedding. */
+  readonly congested: boolean;
   readonly closing: boolean;
   readonly draining: boolean;
   readonly consecutiveFailures: number;
@@ -30,6 +32,7 @@ export class PoolMetrics {
   rejectedQueueFull = 0;
   rejectedCircuit = 0;
   rejectedCreate = 0;
+  rejectedShed = 0;
   created = 0;
   createFailed = 0;
   destroyed = 0;
@@ -65,12 +68,13 @@ export class PoolMetrics {
       acquired: this.acquired,
       timedOut: this.timedOut,
       aborted: this.aborted,
-      rejected: { closed: this.rejectedClosed, queueFull: this.rejectedQueueFull, circuitOpen: this.rejectedCircuit, createFailed: this.rejectedCreate },
+      rejected: { closed: this.rejectedClosed, queueFull: this.rejectedQueueFull, circuitOpen: this.rejectedCircuit, createFailed: this.rejectedCreate, shed: this.rejectedShed },
       created: this.created,
       createFailed: this.createFailed,
       destroyed: this.destroyed,
       destroyedByReason: { ...this.destroyedBy },
       circuit: view.circuit,
+      congested: view.congested,
       draining: view.draining,
       consecutiveCreateFailures: view.consecutiveFailures,
       waitTime: this.waitTime.summary(),
@@ -97,6 +101,9 @@ export function healthOf(view: PoolView): PoolHealth {
     return live === 0
       ? { status: 'down', reason: `no connection and creates failing (${failures} in a row): ${cause()}`, lastError, ...base }
       : { status: 'degraded', reason: `creates failing (${failures} in a row): ${cause()}`, lastError, ...base };
+  }
+  if (view.congested) {
+    return { status: 'degraded', reason: `congested: callers waited longer than the target for a whole interval; serving the newest first and shedding (${view.waiting} waiting)`, ...base };
   }
   if (view.draining) return { status: 'degraded', reason: 'draining: no new connections until resume()', ...base };
   if (view.waiting > view.max) {

@@ -1,5 +1,7 @@
 import { systemClock, type Clock } from './clock.js';
 import { InvalidPoolOptionError } from './errors.js';
+import { duration, integer, optionalFunction, rejectUnknownKeys } from './validate.js';
+import { resolveCongestion, type CongestionOptions, type QueuePolicy } from './congestion.js';
 
 /** What `Adapter.create` gets: the attempt's signal and number, and a way to report a later death. */
 export interface CreateContext {
@@ -127,6 +129,15 @@ export interface PoolOptions<T> {
   readonly retry?: RetryOptions;
   /** `false` turns the breaker off. @default { failureThreshold: 8, cooldownMs: 1000 } */
   readonly circuitBreaker?: CircuitBreakerOptions | false;
+  /**
+   * Order of service for waiting acquires. `'adaptive'`: FIFO (within a priority) until the
+   * pool is congested, then the newest waiter first, shedding those that waited
+   * `congestion.shedAfterMs` with `PoolOverloadedError`; FIFO again once the queue empties.
+   * `'fifo'`: strict arrival order always. @default 'adaptive'
+   */
+  readonly queuePolicy?: QueuePolicy;
+  /** When the pool counts as congested, and when it sheds (with `queuePolicy: 'adaptive'`). @default { targetMs: 10, intervalMs: 100, shedAfterMs: 50 } */
+  readonly congestion?: CongestionOptions;
   /** Receives background errors (failed destroys, keepalive pings, creates nobody waits for, leaks). A throwing handler is ignored. @default process.emitWarning */
   readonly onError?: (error: unknown) => void;
   /** Source of time and timers; tests inject a virtual one. @default the monotonic system clock */
@@ -163,6 +174,8 @@ export interface ResolvedOptions<T> {
   readonly maxConnecting: number;
   readonly retry: Required<RetryOptions>;
   readonly circuitBreaker: Required<CircuitBreakerOptions> | false;
+  /** Undefined for `queuePolicy: 'fifo'`. */
+  readonly congestion: Required<CongestionOptions> | undefined;
   readonly onError: (error: unknown) => void;
   readonly clock: Clock;
 }
@@ -171,7 +184,7 @@ export interface ResolvedOptions<T> {
 export const POOL_OPTION_NAMES: ReadonlySet<string> = new Set<keyof PoolOptions<unknown>>([
   'adapter', 'max', 'min', 'maxWaiting', 'acquireTimeoutMs', 'createTimeoutMs', 'pingIfIdleMs', 'pingTimeoutMs',
   'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'keepaliveMs', 'leakDetectionMs', 'probeIntervalMs',
-  'maxConnecting', 'retry', 'circuitBreaker', 'onError', 'clock',
+  'maxConnecting', 'retry', 'circuitBreaker', 'queuePolicy', 'congestion', 'onError', 'clock',
 ]);
 const RETRY_KEYS = new Set(['retries', 'minTimeoutMs', 'maxTimeoutMs', 'factor', 'randomize']);
 const BREAKER_KEYS = new Set(['failureThreshold', 'cooldownMs']);
@@ -260,6 +273,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
     maxConnecting,
     retry: checkRetry(options.retry),
     circuitBreaker: checkBreaker(options.circuitBreaker),
+    congestion: resolveCongestion(options.queuePolicy, options.congestion),
     onError: optionalFunction('onError', options.onError) ?? defaultOnError,
     clock: checkClock(options.clock),
   };
@@ -284,56 +298,6 @@ export function checkAcquireOptions(options: unknown): InvalidPoolOptionError | 
   } catch (error) {
     return error as InvalidPoolOptionError;
   }
-}
-
-function rejectUnknownKeys(prefix: string, object: object, known: ReadonlySet<string>): void {
-  for (const key of Object.keys(object)) {
-    if (known.has(key)) continue;
-    const hint = closest(key, known);
-    throw new InvalidPoolOptionError(
-      `${prefix}${key}`,
-      `Unknown option \`${prefix}${key}\`${hint === undefined ? '' : ` (did you mean \`${prefix}${hint}\`?)`}; known options: ${[...known].join(', ')}`,
-    );
-  }
-}
-
-// Suggest the known key sharing the longest prefix, so `acquireTimeoutMillis` points at `acquireTimeoutMs`.
-function closest(key: string, known: ReadonlySet<string>): string | undefined {
-  let best: string | undefined;
-  let bestLength = 3;
-  const lower = key.toLowerCase();
-  for (const candidate of known) {
-    const other = candidate.toLowerCase();
-    let n = 0;
-    while (n < lower.length && n < other.length && lower[n] === other[n]) n++;
-    if (n > bestLength) {
-      best = candidate;
-      bestLength = n;
-    }
-  }
-  return best;
-}
-
-function integer(name: string, value: unknown, fallback: number, min: number, allowInfinity = false): number {
-  if (value === undefined) return fallback;
-  if (typeof value === 'number' && ((Number.isInteger(value) && value >= min) || (allowInfinity && value === Infinity))) {
-    return value;
-  }
-  throw InvalidPoolOptionError.expected(name, `an integer >= ${min}${allowInfinity ? ' or Infinity' : ''}`, value);
-}
-
-function duration(name: string, value: unknown, fallback: number, allowZero: boolean, allowInfinity: boolean): number {
-  if (value === undefined) return fallback;
-  if (typeof value === 'number' && !Number.isNaN(value) && (allowZero ? value >= 0 : value > 0) && (allowInfinity || value !== Infinity)) {
-    return value;
-  }
-  const range = allowZero ? 'a number of milliseconds >= 0' : 'a number of milliseconds > 0';
-  throw InvalidPoolOptionError.expected(name, `${range}${allowInfinity ? ' (or Infinity for never)' : ''}`, value);
-}
-
-function optionalFunction<F>(name: string, value: F | undefined): F | undefined {
-  if (value === undefined || typeof value === 'function') return value;
-  throw InvalidPoolOptionError.expected(name, 'a function', value);
 }
 
 function checkAdapter<T>(adapter: Adapter<T>): Adapter<T> {

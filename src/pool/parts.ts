@@ -11,7 +11,8 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import { CreateLoop } from './create-loop.js';
 import { kDestroyEntry, kPump, type Dispatcher } from './dispatcher.js';
 import { CHECKING, CREATING, IDLE, LEASED, EntryTable } from './entry.js';
-import { AcquireTimeoutError, PoolClosedError, type AcquireTimeoutReason } from './errors.js';
+import { AcquireTimeoutError, PoolClosedError, PoolOverloadedError, type AcquireTimeoutReason, type AcquireTimeoutStats } from './errors.js';
+import { Congestion } from './congestion.js';
 import { channels } from './events.js';
 import { PoolLifecycle } from './lifecycle.js';
 import { Maintenance } from './maintenance.js';
@@ -32,6 +33,8 @@ export interface Parts<T, L> {
   readonly maintenance: Maintenance<T>;
   readonly life: PoolLifecycle<T>;
   readonly trips: RoundTrips<T>;
+  /** Adaptive queueing; undefined for `queuePolicy: 'fifo'`. */
+  readonly congestion: Congestion | undefined;
   /** Keeps the process alive while a caller awaits the pool; each part marks its own reason. */
   readonly hold: ProcessHold;
   /** Aborted when close() gives up waiting for leases: the signal withConnection passes to its callback. */
@@ -59,24 +62,35 @@ export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispa
   const trips = new RoundTrips(clock, table, calls, life, dispatcher);
   const pump = (): void => dispatcher[kPump]();
 
-  const waiters: AcquireQueue<L> = new AcquireQueue<L>(clock, face, hold, {
+  const congestion = options.congestion === undefined ? undefined : new Congestion(options.congestion, face);
+  /** The gauges an acquire error carries; `waiting` counts the waiter it is about. */
+  const gauges = (): AcquireTimeoutStats => {
+    const c = table.counts;
+    return { max: options.max, size: table.size(), idle: c[IDLE]!, leased: c[LEASED]!, creating: c[CREATING]!, waiting: waiters.size + 1 };
+  };
+  const waiters: AcquireQueue<L> = new AcquireQueue<L>(clock, face, hold, congestion, {
     timedOut: (waiter: PoolWaiter<L>) => {
       metrics.timedOut++;
       const c = table.counts;
       const failing = creates.consecutiveFailures > 0;
       const reason: AcquireTimeoutReason = failing ? 'create-failing' : c[CREATING]! > 0 ? 'slow-create' : c[CHECKING]! > 0 ? 'slow-ping' : 'saturated';
-      const stats = { max: options.max, size: table.size(), idle: c[IDLE]!, leased: c[LEASED]!, creating: c[CREATING]!, waiting: waiters.size + 1 };
-      const error = new AcquireTimeoutError(waiter.timeoutMs, reason, stats, failing ? creates.lastError : undefined);
+      const error = new AcquireTimeoutError(waiter.timeoutMs, reason, gauges(), failing ? creates.lastError : undefined);
       if (channels.timeout.hasSubscribers) channels.timeout.publish({ pool: face, error });
       waiters.fail(waiter, error);
     },
     aborted: () => void metrics.aborted++,
+    shed: (waiter: PoolWaiter<L>, waitedMs: number) => {
+      metrics.rejectedShed++;
+      waiters.fail(waiter, new PoolOverloadedError(waitedMs, gauges()));
+    },
   });
   const breaker = new CircuitBreaker(options.circuitBreaker, clock, face, pump, {
     acquireTimeoutMs: options.acquireTimeoutMs,
     live: () => table.size(),
     creating: () => table.counts[CREATING]!,
     leaseP99: () => metrics.leaseP99(),
+    lastError: () => creates.lastError,
+    refused: () => void metrics.rejectedCircuit++,
   });
   const probe: RecoveryProbe = new RecoveryProbe(options.probeIntervalMs, clock, calls as AdapterCalls<unknown>, {
     closing: () => life.closing,
@@ -119,10 +133,11 @@ export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispa
     counts: table.counts,
     waiting: waiters.size,
     circuit: breaker.state,
+    congested: congestion?.congested === true,
     closing: life.closing,
     draining: life.draining,
     consecutiveFailures: creates.consecutiveFailures,
     lastCreateError: creates.lastError,
   });
-  return { table, waiters, calls, metrics, breaker, probe, creates, maintenance, life, trips, hold, abandoned, view };
+  return { table, waiters, calls, metrics, breaker, probe, creates, maintenance, life, trips, congestion, hold, abandoned, view };
 }

@@ -21,7 +21,7 @@ import { healthOf, type PoolMetrics, type PoolView } from './metrics.js';
 import { checkAcquireOptions, resolveOptions, type AcquireOptions, type PoolOptions, type ResolvedOptions } from './options.js';
 import { kDeliver, kDestroyEntry, kGiveBack, kPump, type Dispatcher } from './dispatcher.js';
 import { assemble } from './parts.js';
-import { HOLD_WAITERS, type ProcessHold } from './process-hold.js';
+import type { Congestion } from './congestion.js';
 import type { RoundTrips } from './round-trips.js';
 import { withConnection } from './with-connection.js';
 
@@ -64,7 +64,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
   readonly #abandoned: AbortSignal;
   readonly #view: () => PoolView;
   readonly #trips: RoundTrips<T>;
-  readonly #hold: ProcessHold;
+  readonly #congestion: Congestion | undefined;
   #pumping = false;
   #pumpAgain = false;
 
@@ -75,7 +75,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
     this.#face = face ?? this;
     const parts = assemble<T, PoolLease<T>>(options, this.#face, this);
     ({ table: this.#table, waiters: this.#waiters, calls: this.#calls, metrics: this.#metrics, breaker: this.#breaker, creates: this.#creates } = parts);
-    ({ maintenance: this.#maintenance, life: this.#life, trips: this.#trips, hold: this.#hold, view: this.#view } = parts);
+    ({ maintenance: this.#maintenance, life: this.#life, trips: this.#trips, congestion: this.#congestion, view: this.#view } = parts);
     this.#abandoned = parts.abandoned.signal;
     this.#idle = this.#table.idle;
     this.#counts = this.#table.counts;
@@ -136,6 +136,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
       return this.#refuse(new PoolQueueFullError(this.#o.maxWaiting));
     }
     const now = this.#waiters.preciseNow();
+    if (this.#congestion?.congested === true) this.#waiters.shed(now);
     if (!this.#breaker.isClosed && this.#waiters.size >= this.#breaker.coverage(now)) {
       m.rejectedCircuit++;
       return this.#refuse(this.#breaker.error(this.#creates.lastError, now));
@@ -193,8 +194,10 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
     this.#metrics.waitTime.record(waitMs);
     if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs });
     waiter.resolve(this.#lease(entry, now, extras?.stack));
-    // The last waiter served lets the process go (process-hold.ts).
-    if (this.#waiters.size === 0) this.#hold.mark(HOLD_WAITERS, false);
+    // Only a pool at max can be overloaded: a wait for creates (a cold start, an outage) is not congestion.
+    if (this.#congestion !== undefined && this.#table.size() >= this.#o.max) this.#congestion.served(waitMs, now, this.#waiters.size);
+    // The last waiter served lets the process go (process-hold.ts) and ends congestion.
+    if (this.#waiters.size === 0) this.#waiters.emptied();
   }
 
   /** An acquire refused before it was queued. */
@@ -250,8 +253,8 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
     }
     this.#waiters.expireOverdue(now);
     if (this.#waiters.size !== 0) {
-      this.#serve(this.#waiters.shift()!, entry, now);
-      return;
+      const waiter = this.#nextWaiter(now);
+      if (waiter !== undefined) return this.#serve(waiter, entry, now);
     }
     this.#table.transition(entry, IDLE);
     this.#idle.push(entry);
@@ -287,12 +290,20 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
       do {
         this.#pumpAgain = false;
         this.#serveFromIdle();
-        if (!this.#breaker.isClosed) this.#trimUncovered();
+        if (!this.#breaker.isClosed) this.#breaker.shedUncovered(this.#waiters);
         this.#creates.fill();
       } while (this.#pumpAgain);
     } finally {
       this.#pumping = false;
     }
+  }
+
+  /** The oldest waiter of the highest priority; while congested (congestion.ts), the newest, after shedding. */
+  #nextWaiter(now: number): PoolWaiter<PoolLease<T>> | undefined {
+    const congestion = this.#congestion;
+    if (congestion === undefined || !congestion.congested) return this.#waiters.shift();
+    this.#waiters.shed(now);
+    return this.#waiters.shiftNewest();
   }
 
   #serveFromIdle(): void {
@@ -302,21 +313,13 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
       if (this.#calls.isBroken(entry.resource)) this[kDestroyEntry](entry, 'broken');
       else if (now >= entry.expiresAt) this[kDestroyEntry](entry, expiredReason(entry));
       else if (this.#canPing && now - entry.lastUsedAt > this.#pingAfterMs) {
-        const head = this.#waiters.peek()!;
+        const head = this.#congestion?.congested === true ? this.#waiters.peekNewest()! : this.#waiters.peek()!;
         this.#trips.ping(entry, Math.min(this.#o.pingTimeoutMs, Math.max(0, head.deadline - now)), false);
-      } else this.#serve(this.#waiters.shift()!, entry, now);
-    }
-  }
-
-  /** While the breaker is not closed, waiters beyond what leases and creates can serve would only wait out their deadline: fail them now. */
-  #trimUncovered(): void {
-    const now = this.#clock.now();
-    const coverage = this.#breaker.coverage(now);
-    while (this.#waiters.size > coverage) {
-      const waiter = this.#waiters.last()!;
-      this.#waiters.remove(waiter);
-      this.#metrics.rejectedCircuit++;
-      this.#waiters.fail(waiter, this.#breaker.error(this.#creates.lastError, now));
+      } else {
+        const waiter = this.#nextWaiter(now);
+        if (waiter !== undefined) this.#serve(waiter, entry, now);
+        else this.#idle.push(entry); // every waiter was shed: the loop ends
+      }
     }
   }
 

@@ -250,6 +250,30 @@ export class WaiterQueue<W extends Waiter> {
     return waiter;
   }
 
+  /** The newest waiter of the highest priority (adaptive LIFO while the pool is congested), without removing it. */
+  peekNewest(): W | undefined {
+    const lanes = this.#highest.items;
+    const top = lanes[0]!;
+    if (top.back !== undefined || lanes.length === 1) return top.back as W | undefined;
+    const left = lanes[1]!;
+    const right = lanes[2];
+    return (right !== undefined && right.priority > left.priority ? right.back : left.back) as W;
+  }
+
+  shiftNewest(): W | undefined {
+    const waiter = this.peekNewest();
+    if (waiter !== undefined) this.remove(waiter);
+    return waiter;
+  }
+
+  /** The oldest waiter of each priority in use: where shedding looks. */
+  fronts(): W[] {
+    const fronts: W[] = [];
+    if (this.#default.front !== undefined) fronts.push(this.#default.front as W);
+    for (const lane of this.#lanes.values()) if (lane.front !== undefined) fronts.push(lane.front as W);
+    return fronts;
+  }
+
   /** The waiter that would be served last (lowest priority, newest). */
   last(): W | undefined {
     const lanes = this.#lowest.items;

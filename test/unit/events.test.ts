@@ -42,6 +42,7 @@ describe('diagnostics_channel events', () => {
         'lifeguard:breaker:open',
         'lifeguard:breaker:close',
         'lifeguard:leak',
+        'lifeguard:congestion',
       ].sort(),
     );
   });

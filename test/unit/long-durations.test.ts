@@ -41,7 +41,8 @@ describe('the system clock chains timers longer than one Node timer', () => {
     for (let waited = 0; firedAt.length === 0 && waited < 2000; waited += 10) await wait(10);
     await wait(100);
     expect(firedAt).toHaveLength(1);
-    expect(firedAt[0]).toBeGreaterThanOrEqual(69);
+    // Node fires a timer up to ~1 ms before performance.now() says it is due (libuv keeps loop time in whole ms), once per link.
+    expect(firedAt[0]).toBeGreaterThanOrEqual(67);
   });
 
   it('clearTimeout stops a chained timer between links', async () => {

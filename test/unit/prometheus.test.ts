@@ -66,6 +66,7 @@ const FAMILIES: [string, ParsedFamily['type']][] = [
   ['lifeguard_pool_create_failed_total', 'COUNTER'],
   ['lifeguard_pool_destroyed_total', 'COUNTER'],
   ['lifeguard_pool_circuit_state', 'GAUGE'],
+  ['lifeguard_pool_congested', 'GAUGE'],
   ['lifeguard_pool_draining', 'GAUGE'],
   ['lifeguard_pool_consecutive_create_failures', 'GAUGE'],
 ];
@@ -214,6 +215,8 @@ describe('toPrometheusText', () => {
     expect(at('lifeguard_pool_rejected_total', { reason: 'circuitOpen' })).toBe(rejected.circuitOpen);
     expect(at('lifeguard_pool_rejected_total', { reason: 'createFailed' })).toBe(rejected.createFailed);
     expect(rejected.circuitOpen + rejected.createFailed).toBeGreaterThan(0);
+    expect(at('lifeguard_pool_rejected_total', { reason: 'shed' })).toBe(rejected.shed);
+    expect(at('lifeguard_pool_congested')).toBe(0);
     expect(at('lifeguard_pool_draining')).toBe(0);
   });
 

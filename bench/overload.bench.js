@@ -1,0 +1,142 @@
+// Goodput under overload: lifeguard (adaptive and fifo queue policies) vs pg-pool, tarn and
+// generic-pool in one run. Fake resources, `max` 10; each request acquires with a 100 ms
+// deadline, holds its resource 10 ms and releases it: capacity 1,000 requests/s. Arrivals are
+// open-loop (they do not wait for earlier requests), at a multiple of capacity. A request is
+// good when it finished within 100 ms of its arrival, late when it finished after that, failed
+// when its acquire was refused (timeout, shed).
+// Usage: npm run build && node bench/overload.bench.js [--quick] [--loads=0.8,1.1,2,4] [--seconds=3]
+import genericPool from 'generic-pool';
+import PgPool from 'pg-pool';
+import tarn from 'tarn';
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const MAX = 10;
+const HOLD_MS = 10;
+const DEADLINE_MS = 100;
+const CAPACITY = (MAX * 1000) / HOLD_MS;
+
+class FakePgClient extends EventEmitter {
+  _queryable = true;
+  _ending = false;
+  connect(cb) { process.nextTick(cb); }
+  end(cb) { this._ending = true; this._queryable = false; if (cb) process.nextTick(cb); }
+}
+
+async function lifeguard(queuePolicy) {
+  const { createPool } = await import('../dist/index.js');
+  const pool = createPool({
+    adapter: { create: async () => ({}), destroy: async () => {} },
+    max: MAX,
+    acquireTimeoutMs: DEADLINE_MS,
+    queuePolicy,
+    onError: () => {},
+  });
+  return { acquire: () => pool.acquire(), release: (lease) => lease.release(), close: () => pool.close() };
+}
+
+const POOLS = [
+  { name: 'lifeguard (adaptive, the default)', setup: () => lifeguard('adaptive') },
+  { name: 'lifeguard (fifo)', setup: () => lifeguard('fifo') },
+  {
+    name: 'pg-pool',
+    setup() {
+      const pool = new PgPool({ max: MAX, Client: FakePgClient, connectionTimeoutMillis: DEADLINE_MS });
+      return { acquire: () => pool.connect(), release: (client) => client.release(), close: () => pool.end() };
+    },
+  },
+  {
+    name: 'tarn',
+    setup() {
+      const pool = new tarn.Pool({ create: async () => ({}), destroy: () => {}, min: 0, max: MAX, acquireTimeoutMillis: DEADLINE_MS });
+      return { acquire: () => pool.acquire().promise, release: (r) => pool.release(r), close: () => pool.destroy() };
+    },
+  },
+  {
+    name: 'generic-pool',
+    setup() {
+      const pool = genericPool.createPool({ create: async () => ({}), destroy: async () => {} }, { max: MAX, acquireTimeoutMillis: DEADLINE_MS });
+      return { acquire: () => pool.acquire(), release: (r) => pool.release(r), close: async () => { await pool.drain(); await pool.clear(); } };
+    },
+  },
+];
+
+/** Offer `load` × capacity for `seconds`; returns good/late/failed counts and good latencies. */
+async function run(def, load, seconds) {
+  const pool = await def.setup();
+  // Fill the pool first: the measurement is about queueing, not about creating.
+  const held = await Promise.all(Array.from({ length: MAX }, () => pool.acquire()));
+  for (const h of held) await pool.release(h);
+  const rate = load * CAPACITY;
+  const out = { offered: 0, good: 0, late: 0, failed: 0, failedFastMs: [], goodMs: [] };
+  const settled = [];
+  const start = performance.now();
+  const one = async (arrivedAt) => {
+    try {
+      const lease = await pool.acquire();
+      await sleep(HOLD_MS);
+      await pool.release(lease);
+      const took = performance.now() - arrivedAt;
+      if (took <= DEADLINE_MS) {
+        out.good++;
+        out.goodMs.push(took);
+      } else out.late++;
+    } catch {
+      out.failed++;
+      out.failedFastMs.push(performance.now() - arrivedAt);
+    }
+  };
+  // Open loop: every millisecond, issue the arrivals due by now.
+  while (performance.now() - start < seconds * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * rate);
+    while (out.offered < due) {
+      out.offered++;
+      settled.push(one(performance.now()));
+    }
+    await sleep(1);
+  }
+  await Promise.all(settled);
+  await pool.close();
+  return out;
+}
+
+const pct = (n, d) => `${((100 * n) / d).toFixed(1)} %`;
+const quantile = (xs, q) => {
+  if (xs.length === 0) return NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+};
+
+async function main() {
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const loadsArg = args.find((a) => a.startsWith('--loads='));
+  const secondsArg = args.find((a) => a.startsWith('--seconds='));
+  const loads = loadsArg ? loadsArg.slice(8).split(',').map(Number) : [0.8, 1.1, 2, 4];
+  const seconds = secondsArg ? Number(secondsArg.slice(10)) : quick ? 1 : 3;
+  for (const arg of args) {
+    if (arg !== '--quick' && arg !== loadsArg && arg !== secondsArg) throw new Error(`unknown argument ${arg} (expected --quick, --loads=a,b,..., --seconds=N)`);
+  }
+  console.log(`# Goodput under overload\n`);
+  console.log(`- node ${process.version}; max ${MAX}, hold ${HOLD_MS} ms, acquire deadline ${DEADLINE_MS} ms: capacity ${CAPACITY}/s; ${seconds} s per run, open-loop arrivals`);
+  console.log(`- good: finished within ${DEADLINE_MS} ms of arrival; goodput = good per second, as a share of capacity\n`);
+  console.log('| load | pool | goodput (of capacity) | good | late | failed | failed: p50 ms to fail | good p50 / p99 ms |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const load of loads) {
+    for (const def of POOLS) {
+      globalThis.gc?.();
+      const r = await run(def, load, seconds);
+      const goodput = r.good / seconds / CAPACITY;
+      console.log(
+        `| ${load}× | ${def.name} | ${(100 * goodput).toFixed(1)} % | ${pct(r.good, r.offered)} | ${pct(r.late, r.offered)} | ${pct(r.failed, r.offered)} | ` +
+          `${r.failed ? quantile(r.failedFastMs, 0.5).toFixed(0) : '–'} | ${quantile(r.goodMs, 0.5).toFixed(1)} / ${quantile(r.goodMs, 0.99).toFixed(1)} |`,
+      );
+    }
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
