@@ -57,6 +57,8 @@ export interface AcquireQueueHooks<L> {
   aborted(): void;
   /** A waiter was shed while the pool is congested (already out of the queue): settle it with `fail`. */
   shed(waiter: PoolWaiter<L>, waitedMs: number): void;
+  /** The pool's pace: milliseconds between two waiters served while every resource is busy. */
+  msPerServe(): number;
 }
 
 export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
@@ -116,21 +118,33 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
   }
 
   /**
-   * While the pool is congested, fail the waiters that have waited `shedAfterMs` (the
-   * oldest of each priority first): served newest-first, they would most likely wait out
-   * their deadline.
+   * While the pool is congested, fail the waiters that have waited `shedAfterMs` and can
+   * no longer be served before their deadline: served newest-first, every waiter behind
+   * them goes first, at the pool's pace. (A burst that the pool will work through in time,
+   * `Promise.all` of 200 queries, say, is served, not shed.) Oldest of each priority first.
    */
   shed(now: number): void {
-    const cutoff = now - this.#congestion!.shedAfterMs;
+    const congestion = this.#congestion!;
+    const cutoff = now - congestion.shedAfterMs;
+    const msPerServe = this.#hooks.msPerServe();
+    let soonest = Infinity;
     for (const front of this.fronts()) {
       let waiter: PoolWaiter<L> | undefined = front;
       while (waiter !== undefined && waiter.enqueuedAt <= cutoff) {
         const next = waiter.next as PoolWaiter<L> | undefined;
+        // The others would be served first (an approximation: they may be in other priorities).
+        if (waiter.deadline - now > (this.size - 1) * msPerServe) {
+          waiter = next;
+          continue;
+        }
         this.remove(waiter);
         this.#hooks.shed(waiter, now - waiter.enqueuedAt);
         waiter = next;
       }
+      if (waiter !== undefined) soonest = Math.min(soonest, waiter.deadline - now);
     }
+    // FIFO would serve the whole queue well within the oldest deadline: no overload left.
+    if (this.size * msPerServe < soonest / 2) congestion.drained(this.size);
   }
 
   /** Fail every waiter with the error `make` gives for it (close()). */

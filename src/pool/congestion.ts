@@ -7,8 +7,10 @@
  * stayed above `targetMs` for a whole `intervalMs` (CoDel's test: not a burst, a standing
  * queue), the pool is congested. While congested the dispatcher serves the newest waiter
  * of the highest priority first (served at once, it finishes in time), and the acquire
- * queue fails waiters that have waited `shedAfterMs` at once with PoolOverloadedError
- * instead of letting them wait out their deadline. When the queue empties, FIFO returns.
+ * queue fails waiters that have waited `shedAfterMs` and cannot be served before their
+ * deadline at the pool's pace at once with PoolOverloadedError, instead of letting them
+ * wait out their deadline. When the queue empties, or shrinks so far that FIFO would serve
+ * it well within the oldest deadline, FIFO returns.
  */
 import { channels } from './events.js';
 import { duration, rejectUnknownKeys } from './validate.js';
@@ -81,11 +83,14 @@ export class Congestion {
     }
   }
 
-  /** The queue emptied: whatever the delay was, it is gone. */
-  drained(): void {
+  /**
+   * The queue emptied, or shrank so far that FIFO serves every waiter in time again (a
+   * hiccup's backlog at moderate load: newest-first would starve its oldest waiters).
+   */
+  drained(waiting = 0): void {
     this.#aboveSince = -1;
     if (!this.congested) return;
     this.congested = false;
-    if (channels.congestion.hasSubscribers) channels.congestion.publish({ pool: this.#face, congested: false, waiting: 0 });
+    if (channels.congestion.hasSubscribers) channels.congestion.publish({ pool: this.#face, congested: false, waiting });
   }
 }

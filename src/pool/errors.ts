@@ -68,7 +68,8 @@ export class AcquireTimeoutError extends PoolError {
 /**
  * The pool is congested (adaptive queueing: waiters have been waiting longer than
  * `congestion.targetMs` for a whole `congestion.intervalMs`) and this acquire had waited
- * `congestion.shedAfterMs`: it is failed now rather than left to wait out its deadline,
+ * `congestion.shedAfterMs` with no chance of being served before its deadline at the
+ * pool's pace: it is failed now rather than left to wait out its deadline,
  * so a service can answer 503 at once. Distinct from {@link AcquireTimeoutError}: no
  * deadline passed; demand exceeds what the pool can serve in time.
  */

@@ -58,6 +58,11 @@ export class Histogram {
     this.#count++;
   }
 
+  /** The mean, cheaply (0 before any sample). */
+  mean(): number {
+    return this.#count === 0 ? 0 : this.#sumMs / this.#count;
+  }
+
   summary(): Summary {
     const count = this.#count;
     if (count === 0) return { count: 0, p50: 0, p99: 0, max: 0, mean: 0 };

@@ -83,6 +83,7 @@ export function assemble<T, L>(options: ResolvedOptions<T>, face: Pool<T>, dispa
       metrics.rejectedShed++;
       waiters.fail(waiter, new PoolOverloadedError(waitedMs, gauges()));
     },
+    msPerServe: () => metrics.leaseTime.mean() / options.max,
   });
   const breaker = new CircuitBreaker(options.circuitBreaker, clock, face, pump, {
     acquireTimeoutMs: options.acquireTimeoutMs,
