@@ -127,7 +127,6 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
     const congestion = this.#congestion!;
     const cutoff = now - congestion.shedAfterMs;
     const msPerServe = this.#hooks.msPerServe();
-    let soonest = Infinity;
     for (const front of this.fronts()) {
       let waiter: PoolWaiter<L> | undefined = front;
       while (waiter !== undefined && waiter.enqueuedAt <= cutoff) {
@@ -141,10 +140,25 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
         this.#hooks.shed(waiter, now - waiter.enqueuedAt);
         waiter = next;
       }
-      if (waiter !== undefined) soonest = Math.min(soonest, waiter.deadline - now);
     }
-    // FIFO would serve the whole queue well within the oldest deadline: no overload left.
-    if (this.size * msPerServe < soonest / 2) congestion.drained(this.size);
+    if (!this.#overloaded(now, msPerServe)) congestion.drained(this.size);
+  }
+
+  /** A waiter was served after waiting `waitedMs` from a pool at max: congestion starts when the queue stands and FIFO would make callers late. */
+  served(waitedMs: number, now: number): void {
+    const congestion = this.#congestion!;
+    if (congestion.standing(waitedMs, now) && this.#overloaded(now, this.#hooks.msPerServe())) congestion.enter(this.size);
+  }
+
+  /**
+   * Would FIFO leave callers late: does serving the whole queue at the pool's pace take
+   * more than half the time the oldest waiter has left? (A standing queue that FIFO drains
+   * in time, 100 workers looping on 10 connections, say, is not overload.)
+   */
+  #overloaded(now: number, msPerServe: number): boolean {
+    let soonest = Infinity;
+    for (const front of this.fronts()) soonest = Math.min(soonest, front.deadline - now);
+    return this.size * msPerServe >= soonest / 2;
   }
 
   /** Fail every waiter with the error `make` gives for it (close()). */

@@ -70,17 +70,23 @@ export class Congestion {
     this.#face = face;
   }
 
-  /** A waiter was served after waiting `waitedMs`; `waiting` are left in the queue. */
-  served(waitedMs: number, now: number, waiting: number): void {
-    if (this.congested) return;
+  /**
+   * A waiter was served after waiting `waitedMs`: true when every wait has stayed above the
+   * target for a whole interval (the queue decides whether that is overload: see enter()).
+   */
+  standing(waitedMs: number, now: number): boolean {
+    if (this.congested) return false;
     if (waitedMs < this.#targetMs) {
       this.#aboveSince = -1;
-    } else if (this.#aboveSince < 0) {
-      this.#aboveSince = now;
-    } else if (now - this.#aboveSince >= this.#intervalMs) {
-      this.congested = true;
-      if (channels.congestion.hasSubscribers) channels.congestion.publish({ pool: this.#face, congested: true, waiting });
+      return false;
     }
+    if (this.#aboveSince < 0) this.#aboveSince = now;
+    return now - this.#aboveSince >= this.#intervalMs;
+  }
+
+  enter(waiting: number): void {
+    this.congested = true;
+    if (channels.congestion.hasSubscribers) channels.congestion.publish({ pool: this.#face, congested: true, waiting });
   }
 
   /**

@@ -195,7 +195,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
     if (channels.acquireEnd.hasSubscribers) channels.acquireEnd.publish({ pool: this.#face, waitMs });
     waiter.resolve(this.#lease(entry, now, extras?.stack));
     // Only a pool at max can be overloaded: a wait for creates (a cold start, an outage) is not congestion.
-    if (this.#congestion !== undefined && this.#table.size() >= this.#o.max) this.#congestion.served(waitMs, now, this.#waiters.size);
+    if (this.#congestion !== undefined && this.#table.size() >= this.#o.max) this.#waiters.served(waitMs, now);
     // The last waiter served lets the process go (process-hold.ts) and ends congestion.
     if (this.#waiters.size === 0) this.#waiters.emptied();
   }
@@ -303,7 +303,7 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
     const congestion = this.#congestion;
     if (congestion === undefined || !congestion.congested) return this.#waiters.shift();
     this.#waiters.shed(now);
-    return this.#waiters.shiftNewest();
+    return congestion.congested ? this.#waiters.shiftNewest() : this.#waiters.shift();
   }
 
   #serveFromIdle(): void {

@@ -387,8 +387,11 @@ describe('§6 saturation (FAULTS.md L4)', () => {
 
     // The saturation was real: the burst overran the pool and the deadline.
     expect.soft(outcomes.filter((o) => !o.ok).length, 'L4: timeouts while oversubscribed').toBeGreaterThan(0);
-    // Every failure is a typed acquire timeout (I8).
-    for (const kind of Object.keys(errorsByKind(observer.records))) expect.soft(kind, 'L4: failures are AcquireTimeoutError').toBe('POOL_ACQUIRE_TIMEOUT');
+    // Every failure is typed (I8): an acquire timeout, or, once adaptive queueing (the default
+    // queuePolicy) finds the pool congested, a shed acquire that could not make its deadline.
+    for (const kind of Object.keys(errorsByKind(observer.records))) {
+      expect.soft(['POOL_ACQUIRE_TIMEOUT', 'POOL_OVERLOADED'], 'L4: failures are AcquireTimeoutError or PoolOverloadedError').toContain(kind);
+    }
     // Once the arrival rate is at or below capacity, the timeouts stop: the last 100 requests succeed.
     expect.soft(recoveredAt, `L4: the last 100 requests succeeded within ${limitMs} ms`).toBeDefined();
     // No permanently elevated waiting: below one round of the pool (max) over the last second, 0 at the end.
