@@ -4,13 +4,17 @@
 // open-loop (they do not wait for earlier requests), at a multiple of capacity. A request is
 // good when it finished within 100 ms of its arrival, late when it finished after that, failed
 // when its acquire was refused (timeout, shed).
-// Usage: npm run build && node bench/overload.bench.js [--quick] [--loads=0.8,1.1,2,4] [--seconds=3]
+// With --postgres, the same shape on a real PostgreSQL (embedded, or DATABASE_URL): each
+// request is `SELECT pg_sleep(0.01)` through the pool's query(), lifeguard against pg.Pool.
+// Usage: npm run build && node bench/overload.bench.js [--postgres] [--quick] [--loads=0.8,1.1,2,4] [--seconds=3]
 import genericPool from 'generic-pool';
 import PgPool from 'pg-pool';
 import tarn from 'tarn';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { startServer } from './pg-server.js';
 
 const MAX = 10;
 const HOLD_MS = 10;
@@ -24,6 +28,22 @@ class FakePgClient extends EventEmitter {
   end(cb) { this._ending = true; this._queryable = false; if (cb) process.nextTick(cb); }
 }
 
+/** A pool of fake resources as a request runner: acquire, hold HOLD_MS, release. */
+function holding({ acquire, release, close }) {
+  return {
+    async request() {
+      const lease = await acquire();
+      await sleep(HOLD_MS);
+      await release(lease);
+    },
+    async warm() {
+      const held = await Promise.all(Array.from({ length: MAX }, () => acquire()));
+      for (const h of held) await release(h);
+    },
+    close,
+  };
+}
+
 async function lifeguard(queuePolicy) {
   const { createPool } = await import('../dist/index.js');
   const pool = createPool({
@@ -33,8 +53,40 @@ async function lifeguard(queuePolicy) {
     queuePolicy,
     onError: () => {},
   });
-  return { acquire: () => pool.acquire(), release: (lease) => lease.release(), close: () => pool.close() };
+  return holding({ acquire: () => pool.acquire(), release: (lease) => lease.release(), close: () => pool.close() });
 }
+
+const SLEEP_SQL = `SELECT pg_sleep(${HOLD_MS / 1000})`;
+
+/** A PostgreSQL pool as a request runner: one query() of HOLD_MS on the server. */
+function querying(pool, close) {
+  return {
+    request: () => pool.query(SLEEP_SQL),
+    async warm() {
+      await Promise.all(Array.from({ length: MAX }, () => pool.query('SELECT 1')));
+    },
+    close,
+  };
+}
+
+const PG_POOLS = [
+  ...['adaptive', 'fifo'].map((queuePolicy) => ({
+    name: `lifeguard (${queuePolicy}${queuePolicy === 'adaptive' ? ', the default' : ''})`,
+    async setup(url) {
+      const { createPostgresPool } = await import('../dist/adapters/postgres/index.js');
+      const pool = createPostgresPool({ connectionString: url, max: MAX, acquireTimeoutMs: DEADLINE_MS, queuePolicy, onError: () => {} });
+      return querying(pool, () => pool.close());
+    },
+  })),
+  {
+    name: 'pg.Pool',
+    setup(url) {
+      const pool = new pg.Pool({ connectionString: url, max: MAX, connectionTimeoutMillis: DEADLINE_MS });
+      pool.on('error', () => {});
+      return querying(pool, () => pool.end());
+    },
+  },
+];
 
 const POOLS = [
   { name: 'lifeguard (adaptive, the default)', setup: () => lifeguard('adaptive') },
@@ -43,40 +95,37 @@ const POOLS = [
     name: 'pg-pool',
     setup() {
       const pool = new PgPool({ max: MAX, Client: FakePgClient, connectionTimeoutMillis: DEADLINE_MS });
-      return { acquire: () => pool.connect(), release: (client) => client.release(), close: () => pool.end() };
+      return holding({ acquire: () => pool.connect(), release: (client) => client.release(), close: () => pool.end() });
     },
   },
   {
     name: 'tarn',
     setup() {
       const pool = new tarn.Pool({ create: async () => ({}), destroy: () => {}, min: 0, max: MAX, acquireTimeoutMillis: DEADLINE_MS });
-      return { acquire: () => pool.acquire().promise, release: (r) => pool.release(r), close: () => pool.destroy() };
+      return holding({ acquire: () => pool.acquire().promise, release: (r) => pool.release(r), close: () => pool.destroy() });
     },
   },
   {
     name: 'generic-pool',
     setup() {
       const pool = genericPool.createPool({ create: async () => ({}), destroy: async () => {} }, { max: MAX, acquireTimeoutMillis: DEADLINE_MS });
-      return { acquire: () => pool.acquire(), release: (r) => pool.release(r), close: async () => { await pool.drain(); await pool.clear(); } };
+      return holding({ acquire: () => pool.acquire(), release: (r) => pool.release(r), close: async () => { await pool.drain(); await pool.clear(); } });
     },
   },
 ];
 
 /** Offer `load` × capacity for `seconds`; returns good/late/failed counts and good latencies. */
-async function run(def, load, seconds) {
-  const pool = await def.setup();
+async function run(def, load, seconds, url) {
+  const pool = await def.setup(url);
   // Fill the pool first: the measurement is about queueing, not about creating.
-  const held = await Promise.all(Array.from({ length: MAX }, () => pool.acquire()));
-  for (const h of held) await pool.release(h);
+  await pool.warm();
   const rate = load * CAPACITY;
   const out = { offered: 0, good: 0, late: 0, failed: 0, failedFastMs: [], goodMs: [] };
   const settled = [];
   const start = performance.now();
   const one = async (arrivedAt) => {
     try {
-      const lease = await pool.acquire();
-      await sleep(HOLD_MS);
-      await pool.release(lease);
+      await pool.request();
       const took = performance.now() - arrivedAt;
       if (took <= DEADLINE_MS) {
         out.good++;
@@ -111,22 +160,35 @@ const quantile = (xs, q) => {
 async function main() {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
+  const postgres = args.includes('--postgres');
   const loadsArg = args.find((a) => a.startsWith('--loads='));
   const secondsArg = args.find((a) => a.startsWith('--seconds='));
   const loads = loadsArg ? loadsArg.slice(8).split(',').map(Number) : [0.8, 1.1, 2, 4];
   const seconds = secondsArg ? Number(secondsArg.slice(10)) : quick ? 1 : 3;
   for (const arg of args) {
-    if (arg !== '--quick' && arg !== loadsArg && arg !== secondsArg) throw new Error(`unknown argument ${arg} (expected --quick, --loads=a,b,..., --seconds=N)`);
+    if (arg !== '--quick' && arg !== '--postgres' && arg !== loadsArg && arg !== secondsArg) {
+      throw new Error(`unknown argument ${arg} (expected --postgres, --quick, --loads=a,b,..., --seconds=N)`);
+    }
   }
-  console.log(`# Goodput under overload\n`);
-  console.log(`- node ${process.version}; max ${MAX}, hold ${HOLD_MS} ms, acquire deadline ${DEADLINE_MS} ms: capacity ${CAPACITY}/s; ${seconds} s per run, open-loop arrivals`);
+  const server = postgres ? await startServer() : undefined;
+  try {
+    await report(postgres ? PG_POOLS : POOLS, loads, seconds, server);
+  } finally {
+    await server?.stop();
+  }
+}
+
+async function report(pools, loads, seconds, server) {
+  console.log(`# Goodput under overload${server ? ' (PostgreSQL)' : ''}\n`);
+  console.log(`- node ${process.version}; max ${MAX}, ${server ? `each request \`${SLEEP_SQL}\` on ${server.where}` : `hold ${HOLD_MS} ms`}, ` +
+    `acquire deadline ${DEADLINE_MS} ms: capacity ${CAPACITY}/s nominal; ${seconds} s per run, open-loop arrivals`);
   console.log(`- good: finished within ${DEADLINE_MS} ms of arrival; goodput = good per second, as a share of capacity\n`);
   console.log('| load | pool | goodput (of capacity) | good | late | failed | failed: p50 ms to fail | good p50 / p99 ms |');
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const load of loads) {
-    for (const def of POOLS) {
+    for (const def of pools) {
       globalThis.gc?.();
-      const r = await run(def, load, seconds);
+      const r = await run(def, load, seconds, server?.url);
       const goodput = r.good / seconds / CAPACITY;
       console.log(
         `| ${load}× | ${def.name} | ${(100 * goodput).toFixed(1)} % | ${pct(r.good, r.offered)} | ${pct(r.late, r.offered)} | ${pct(r.failed, r.offered)} | ` +
