@@ -10,7 +10,8 @@
 //   3. runs 50 workers: money transfers in withTransaction, total-balance reads in
 //      withConnection (scripts/demo/workload.mjs);
 //   4. injects faults one after another, each with a label (scripts/demo/faults.mjs):
-//      terminate, stall (table lock), restart, freeze (SIGSTOP), squeeze (connection limit);
+//      terminate, stall (table lock), restart, freeze (SIGSTOP), spike (4× capacity in extra
+//      requests: goodput stays up, the excess is shed fast), squeeze (connection limit);
 //   5. shows the pool live (scripts/demo/view.mjs): throughput, p99 wait, gauges, health,
 //      errors by kind, the current fault;
 //   6. stops, closes the pool, checks the bank and the server, prints a summary and a verdict
@@ -196,7 +197,7 @@ async function main() {
 
     // ---- the plan
     const durationMs = args.durationS * 1000;
-    const ctxBase = { server, admin, app, role, tables, max: args.max };
+    const ctxBase = { server, admin, app, role, tables, max: args.max, pool };
     const plan = FAULTS.map((def) => ({ def, skip: def.unavailable(/** @type {any} */ (ctxBase)) }));
     const runnable = plan.filter((entry) => entry.skip === undefined);
     const warmupMs = clamp(durationMs * 0.12, 1500, 4000);
@@ -411,6 +412,8 @@ async function main() {
       );
     }
     out.push(`  recovery: from the removal to the first success of an operation started after it`);
+    const spike = rec.faults.find((f) => f.name === 'spike' && f.detail !== undefined);
+    if (spike !== undefined) out.push(`spike      ${spike.detail}`);
     if (failures.unattributed.length > 0) out.push(`  outside every window + ${GRACE_MS / 1000} s grace: ${failures.unattributed.length} failure(s): ${fmtErrors(countKinds(failures.unattributed), 6)}`);
     if (failures.afterCutoff > 0) out.push(`  after the interruption (not judged): ${failures.afterCutoff} failure(s)`);
     const s = statsBefore;

@@ -24,8 +24,9 @@ limit squeeze) are skipped and listed as such.
 
 Faults, in order: terminate (pg_terminate_backend on the pool's sessions), stall (an
 ACCESS EXCLUSIVE lock on the accounts table), restart (fast shutdown, start on the same
-port), freeze (SIGSTOP/SIGCONT of every server process), squeeze (the pool's role
-limited to 3 connections).
+port), freeze (SIGSTOP/SIGCONT of every server process), spike (extra requests at 4× the
+pool's capacity; the summary reports their goodput), squeeze (the pool's role limited to 3
+connections).
 
 Output: on a terminal, a live view refreshed in place 4 times a second; otherwise one
 status line per second. Both end with the summary.

@@ -11,6 +11,7 @@ import { firstLine, sleep } from './server.mjs';
  * @property {string | undefined} role  the pool's own role (embedded), for the squeeze
  * @property {import('./workload.mjs').Tables} tables
  * @property {number} max          pool max
+ * @property {import('../../dist/adapters/postgres/index.js').PostgresPool} pool  the demo's pool (the spike sends its extra requests through it)
  * @property {(ms: number) => Promise<void>} hold  wait, cut short when the demo is interrupted
  */
 
@@ -24,6 +25,11 @@ import { firstLine, sleep } from './server.mjs';
  */
 
 const SESSIONS = "application_name = $1 AND backend_type = 'client backend'";
+/** The spike's requests: 10 ms on the server each, good when done within SPIKE_DEADLINE_MS of arriving. */
+const SPIKE_SQL = 'SELECT pg_sleep(0.01)';
+const SPIKE_DEADLINE_MS = 100;
+/** Offered load during the spike, as a multiple of the pool's capacity for SPIKE_SQL (max × 100/s). */
+const SPIKE_LOAD = 4;
 /** The squeeze's role connection limit. */
 const SQUEEZE_LIMIT = 3;
 
@@ -109,6 +115,61 @@ export const FAULTS = [
         server.thaw();
       }
       return `${frozen} processes frozen for ${Math.round(performance.now() - at)} ms`;
+    },
+  },
+  {
+    name: 'spike',
+    label: (holdMs, { max }) =>
+      `traffic spike: ${SPIKE_LOAD}× the pool's capacity in extra requests (${SPIKE_LOAD * max * 100}/s of ${SPIKE_SQL}, ${SPIKE_DEADLINE_MS} ms deadline each, ` +
+      `arriving whether or not earlier ones finished) for ${seconds(holdMs)}`,
+    maxHoldMs: 3000,
+    unavailable: () => undefined,
+    async run({ pool, max, hold }, holdMs) {
+      const capacity = max * 100;
+      const rate = SPIKE_LOAD * capacity;
+      const result = { offered: 0, good: 0, late: 0, shed: 0, timedOut: 0, other: 0 };
+      /** @type {number[]} */
+      const shedMs = [];
+      /** @type {Promise<void>[]} */
+      const settled = [];
+      const one = async () => {
+        const arrived = performance.now();
+        try {
+          await pool.withConnection((client) => client.query(SPIKE_SQL), { timeoutMs: SPIKE_DEADLINE_MS });
+          if (performance.now() - arrived <= SPIKE_DEADLINE_MS) result.good++;
+          else result.late++;
+        } catch (error) {
+          const code = /** @type {{ code?: unknown }} */ (error)?.code;
+          if (code === 'POOL_OVERLOADED') {
+            result.shed++;
+            shedMs.push(performance.now() - arrived);
+          } else if (code === 'POOL_ACQUIRE_TIMEOUT') result.timedOut++;
+          else result.other++;
+        }
+      };
+      const start = performance.now();
+      const done = hold(holdMs).then(() => true);
+      let stop = false;
+      void done.then(() => (stop = true));
+      // Open loop: every millisecond, the arrivals due by now.
+      while (!stop) {
+        const due = Math.floor(((performance.now() - start) / 1000) * rate);
+        while (result.offered < due) {
+          result.offered++;
+          settled.push(one());
+        }
+        await sleep(1);
+      }
+      const spanS = (performance.now() - start) / 1000;
+      await Promise.all(settled);
+      shedMs.sort((a, b) => a - b);
+      const p50 = shedMs.length === 0 ? '-' : `${Math.round(shedMs[Math.floor(shedMs.length / 2)])} ms`;
+      const goodput = result.good / spanS;
+      return (
+        `${result.offered} requests in ${spanS.toFixed(1)} s (${Math.round(result.offered / spanS)}/s, capacity ${capacity}/s): ` +
+        `goodput ${Math.round(goodput)}/s = ${Math.round((100 * goodput) / capacity)} % of capacity (${result.good} done within ${SPIKE_DEADLINE_MS} ms), ` +
+        `${result.late} late, ${result.shed} shed fast (PoolOverloadedError, p50 ${p50}), ${result.timedOut} timed out, ${result.other} other errors`
+      );
     },
   },
   {

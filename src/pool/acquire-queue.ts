@@ -152,13 +152,12 @@ export class AcquireQueue<L> extends WaiterQueue<PoolWaiter<L>> {
 
   /**
    * Would FIFO leave callers late: does serving the whole queue at the pool's pace take
-   * more than half the time the oldest waiter has left? (A standing queue that FIFO drains
-   * in time, 100 workers looping on 10 connections, say, is not overload.)
+   * more than half the time the waiter with the nearest deadline has left? (A standing
+   * queue that FIFO drains in time, 100 workers looping on 10 connections, say, is not
+   * overload.)
    */
   #overloaded(now: number, msPerServe: number): boolean {
-    let soonest = Infinity;
-    for (const front of this.fronts()) soonest = Math.min(soonest, front.deadline - now);
-    return this.size * msPerServe >= soonest / 2;
+    return this.size * msPerServe >= (this.nextDeadline() - now) / 2;
   }
 
   /** Fail every waiter with the error `make` gives for it (close()). */

@@ -325,6 +325,12 @@ export class WaiterQueue<W extends Waiter> {
     return true;
   }
 
+  /** The earliest deadline of any waiter (Infinity when empty), O(1). */
+  nextDeadline(): number {
+    const first = this.#runs[0];
+    return first === undefined ? Infinity : headOf(first)!.deadline;
+  }
+
   /** Remove and pass to `onExpired` every waiter due at `now`; returns the next due time. */
   expire(now: number, onExpired: (waiter: W) => void): number {
     const runs = this.#runs;

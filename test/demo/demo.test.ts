@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = join(ROOT, 'scripts', 'demo.mjs');
-const FAULTS = ['terminate', 'stall', 'restart', 'freeze', 'squeeze'];
+const FAULTS = ['terminate', 'stall', 'restart', 'freeze', 'spike', 'squeeze'];
 /** One plain status line (stdout is a pipe, so no ANSI refresh). */
 const LIVE_LINE =
   /^\[\s*\d+\.\ds\] \d+ ops\/s ok=\d+ failed=\d+ \| wait p99 \S+ ms \(1 s\) \S+ ms \(all\) \| pool size=\d+ idle=\d+ leased=\d+ waiting=\d+ creating=\d+ circuit=\S+ \| health (ok|degraded|down|closed)\b.* \| errors .* \| fault .+$/gm;
@@ -155,11 +155,13 @@ describe('npm run demo (scripts/demo.mjs)', () => {
       const live = out.match(LIVE_LINE) ?? [];
       expect(live.length, `live status lines\n${context}`).toBeGreaterThanOrEqual(8);
       for (const [i, name] of FAULTS.entries()) {
-        expect(out, `fault ${name} injected`).toMatch(new RegExp(`^\\[fault ${i + 1}/5\\] ${name} at \\d+\\.\\ds: `, 'm'));
-        expect(out, `fault ${name} removed without an injection failure`).toMatch(new RegExp(`^\\[fault ${i + 1}/5\\] ${name}: removed after [\\d.]+ ms \\(`, 'm'));
+        expect(out, `fault ${name} injected`).toMatch(new RegExp(`^\\[fault ${i + 1}/${FAULTS.length}\\] ${name} at \\d+\\.\\ds: `, 'm'));
+        expect(out, `fault ${name} removed without an injection failure`).toMatch(new RegExp(`^\\[fault ${i + 1}/${FAULTS.length}\\] ${name}: removed after [\\d.]+ ms \\(`, 'm'));
         expect(out, `fault ${name} in the summary table, with a recovery time`).toMatch(new RegExp(`^  ${name}\\s+\\d+\\.\\ds\\s+[\\d.]+ms\\s+\\d+\\s+\\d+\\s+\\d+\\s+\\d+ \\s+[\\d.]+ms  `, 'm'));
       }
       expect(out).toMatch(/^=== summary =+$/m);
+      // The traffic spike's own requests: goodput while offered load is well above capacity.
+      expect(out).toMatch(/^spike {6}\d+ requests in [\d.]+ s \(\d+\/s, capacity \d+\/s\): goodput \d+\/s = \d+ % of capacity .* shed fast \(PoolOverloadedError, p50 /m);
       expect(out).toMatch(/^operations \d+ settled: \d+ ok, \d+ failed .*; 0 unsettled$/m);
       expect(out).toMatch(/^ {2}ok {3}total balance 100000 = 100000/m);
       expect(out).toMatch(/^ {2}ok {3}all \d+ acknowledged transfers are in the ledger/m);
