@@ -83,8 +83,16 @@ describe('close() leaves nothing behind (item 2)', () => {
       // Let the creates get anywhere between the TCP connect and the session check.
       await new Promise((resolve) => setTimeout(resolve, round * 5));
       await pool.close();
-      expect(await db.sessions(app), `round ${round}`).toBe(0);
+      // Every socket of the pool is closed when close() resolves (close.test.ts pins that
+      // order on the core, deterministically); the server may list a backend a little longer
+      // while it notices the hang-up (longer through docker's port forwarding: CI saw one
+      // still listed at once), so its count gets up to 500 ms to reach 0.
       expect(pool.stats()).toMatchObject({ size: 0, creating: 0, destroying: 0 });
+      let sessions = await db.sessions(app);
+      for (const started = Date.now(); sessions > 0 && Date.now() - started < 500; sessions = await db.sessions(app)) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(sessions, `round ${round}`).toBe(0);
     }
     // The count is real: the same application_name shows a warm pool's sessions.
     const app = db.appName('close-control');
