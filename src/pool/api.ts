@@ -85,7 +85,7 @@ export interface Pool<T> extends AsyncDisposable {
 }
 
 /** Why a resource was destroyed. */
-export type DestroyReason = 'broken' | 'pingFailed' | 'resetFailed' | 'idle' | 'lifetime' | 'closed' | 'user' | 'drained' | 'invalidated';
+export type DestroyReason = 'broken' | 'pingFailed' | 'resetFailed' | 'idle' | 'lifetime' | 'closed' | 'user' | 'drained' | 'invalidated' | 'maxUses';
 
 /**
  * The circuit breaker: `closed` (creates allowed), `open` (acquires that need a new resource

@@ -48,11 +48,15 @@ export class Entry<T> {
   lease: EntryLease<T> | undefined = undefined;
   /** The pool's generation when the create started; `invalidate()` retires older ones. */
   generation = 0;
+  /** Leases handed out so far. */
+  uses = 0;
+  /** Reached `maxUses`: retires on return (its `expiresAt` is then -Infinity). */
+  usedUp = false;
 }
 
-/** Past its lifetime, or retired by invalidate() (which sets the expiry to -Infinity). */
+/** Past its lifetime, used `maxUses` times, or retired by invalidate() (both set the expiry to -Infinity). */
 export function expiredReason(entry: Entry<unknown>): DestroyReason {
-  return entry.expiresAt === -Infinity ? 'invalidated' : 'lifetime';
+  return entry.usedUp ? 'maxUses' : entry.expiresAt === -Infinity ? 'invalidated' : 'lifetime';
 }
 
 /** The adapter's `ref` hook as the table calls it (AdapterCalls). */

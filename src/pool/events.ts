@@ -46,7 +46,7 @@ export interface CreateEvent {
 export interface DestroyEvent {
   /** The pool the event is about: the object `createPool` or `createPostgresPool` returned. */
   readonly pool: Pool<unknown>;
-  /** Why: `broken`, `pingFailed`, `resetFailed`, `idle`, `lifetime`, `closed`, `user`, `drained` or `invalidated`. */
+  /** Why: `broken`, `pingFailed`, `resetFailed`, `idle`, `lifetime`, `closed`, `user`, `drained`, `invalidated` or `maxUses`. */
   readonly reason: DestroyReason;
 }
 

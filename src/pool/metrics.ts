@@ -36,7 +36,7 @@ export class PoolMetrics {
   created = 0;
   createFailed = 0;
   destroyed = 0;
-  readonly destroyedBy: Record<DestroyReason, number> = { broken: 0, pingFailed: 0, resetFailed: 0, idle: 0, lifetime: 0, closed: 0, user: 0, drained: 0, invalidated: 0 };
+  readonly destroyedBy: Record<DestroyReason, number> = { broken: 0, pingFailed: 0, resetFailed: 0, idle: 0, lifetime: 0, closed: 0, user: 0, drained: 0, invalidated: 0, maxUses: 0 };
   readonly waitTime = new Histogram();
   readonly leaseTime = new Histogram();
   readonly createTime = new Histogram();

@@ -112,6 +112,8 @@ export interface PoolOptions<T> {
   readonly idleTimeoutMs?: number;
   /** Retire resources older than this (each up to 40 % earlier, spread so that resources created together retire one by one), never while leased. `Infinity` never. @default 1800000 */
   readonly maxLifetimeMs?: number;
+  /** Retire a resource when it comes back from its `maxUses`-th lease (pg-pool's `maxUses`): spreads load after a failover, bounds per-connection memory. @default Infinity */
+  readonly maxUses?: number;
   /** Ping idle resources this often in the background. `Infinity` never. @default 60000 */
   readonly keepaliveMs?: number;
   /** Report a lease held longer than this, once, as a `LeakDetectedError` to `onError`. `Infinity` never. @default Infinity */
@@ -168,6 +170,7 @@ export interface ResolvedOptions<T> {
   readonly destroyTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly maxLifetimeMs: number;
+  readonly maxUses: number;
   readonly keepaliveMs: number;
   readonly leakDetectionMs: number;
   readonly probeIntervalMs: number;
@@ -183,7 +186,7 @@ export interface ResolvedOptions<T> {
 /** For adapters: the names of every pool option, to tell them apart from a driver's own config fields. */
 export const POOL_OPTION_NAMES: ReadonlySet<string> = new Set<keyof PoolOptions<unknown>>([
   'adapter', 'max', 'min', 'maxWaiting', 'acquireTimeoutMs', 'createTimeoutMs', 'pingIfIdleMs', 'pingTimeoutMs',
-  'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'keepaliveMs', 'leakDetectionMs', 'probeIntervalMs',
+  'resetTimeoutMs', 'destroyTimeoutMs', 'idleTimeoutMs', 'maxLifetimeMs', 'maxUses', 'keepaliveMs', 'leakDetectionMs', 'probeIntervalMs',
   'maxConnecting', 'retry', 'circuitBreaker', 'queuePolicy', 'congestion', 'onError', 'clock',
 ]);
 const RETRY_KEYS = new Set(['retries', 'minTimeoutMs', 'maxTimeoutMs', 'factor', 'randomize']);
@@ -250,6 +253,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
   const destroyTimeoutMs = duration('destroyTimeoutMs', options.destroyTimeoutMs, POOL_DEFAULTS.destroyTimeoutMs, false, true);
   const idleTimeoutMs = duration('idleTimeoutMs', options.idleTimeoutMs, POOL_DEFAULTS.idleTimeoutMs, false, true);
   const maxLifetimeMs = duration('maxLifetimeMs', options.maxLifetimeMs, POOL_DEFAULTS.maxLifetimeMs, false, true);
+  const maxUses = integer('maxUses', options.maxUses, Infinity, 1, true);
   const keepaliveMs = duration('keepaliveMs', options.keepaliveMs, POOL_DEFAULTS.keepaliveMs, false, true);
   const leakDetectionMs = duration('leakDetectionMs', options.leakDetectionMs, POOL_DEFAULTS.leakDetectionMs, false, true);
   const probeIntervalMs = duration('probeIntervalMs', options.probeIntervalMs, POOL_DEFAULTS.probeIntervalMs, false, true);
@@ -267,6 +271,7 @@ export function resolveOptions<T>(options: PoolOptions<T>): ResolvedOptions<T> {
     destroyTimeoutMs,
     idleTimeoutMs,
     maxLifetimeMs,
+    maxUses,
     keepaliveMs,
     leakDetectionMs,
     probeIntervalMs,

@@ -175,8 +175,8 @@ class PoolImpl<T> implements Pool<T>, LeaseOwner<T>, Dispatcher<T> {
   }
 
   #lease(entry: Entry<T>, now: number, stack: string | undefined): PoolLease<T> {
-    const lease = new PoolLease(this, entry, now);
-    entry.lease = lease;
+    const lease = (entry.lease = new PoolLease(this, entry, now));
+    if (++entry.uses >= this.#o.maxUses) [entry.usedUp, entry.expiresAt] = [true, -Infinity];
     if (this.#leakDetection) {
       lease.stack = stack ?? new Error('acquired here').stack;
       this.#maintenance.schedule(now + this.#o.leakDetectionMs, now);

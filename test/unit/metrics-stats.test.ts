@@ -54,7 +54,7 @@ describe('shape', () => {
       created: 0,
       createFailed: 0,
       destroyed: 0,
-      destroyedByReason: { broken: 0, pingFailed: 0, resetFailed: 0, idle: 0, lifetime: 0, closed: 0, user: 0, drained: 0, invalidated: 0 },
+      destroyedByReason: { broken: 0, pingFailed: 0, resetFailed: 0, idle: 0, lifetime: 0, closed: 0, user: 0, drained: 0, invalidated: 0, maxUses: 0 },
       circuit: 'closed',
       congested: false,
       draining: false,
@@ -230,7 +230,7 @@ describe('destroyedByReason', () => {
     expect(reasons().closed).toBe(1);
 
     const s = pool.stats();
-    expect(s.destroyedByReason).toEqual({ broken: 2, pingFailed: 1, resetFailed: 1, idle: 1, lifetime: 1, closed: 1, user: 2, drained: 0, invalidated: 0 });
+    expect(s.destroyedByReason).toEqual({ broken: 2, pingFailed: 1, resetFailed: 1, idle: 1, lifetime: 1, closed: 1, user: 2, drained: 0, invalidated: 0, maxUses: 0 });
     expect(s.destroyed).toBe(9);
     expect(s.created).toBe(9);
     expect(fake.destroyed).toBe(9);

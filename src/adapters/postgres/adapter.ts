@@ -39,8 +39,9 @@ function causeLaterErrors(client: pg.Client, died: unknown): void {
  */
 export function postgresAdapter(
   clientConfig: pg.ClientConfig,
-  policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck },
+  policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck; Client?: typeof pg.Client },
 ): Adapter<pg.Client> {
+  const Client = policy.Client ?? pg.Client;
   let sessionLimits = policy.sessionLimits;
   // A reset on release (any mode but 'none') rolls an open transaction back, so dirty clients are reused.
   const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
@@ -49,7 +50,7 @@ export function postgresAdapter(
   const probeTimeoutMs = Math.min(clientConfig.connectionTimeoutMillis ?? 5000, 5000);
   const adapter: Adapter<pg.Client> = {
     async create({ signal, evict }) {
-      const client = new pg.Client(clientConfig);
+      const client = new Client(clientConfig);
       const clientState = track(client);
       // For the client's whole life: a server that goes away while the client is idle or
       // leased emits 'error'; without a listener that would crash the process. The pool
@@ -84,7 +85,10 @@ export function postgresAdapter(
       };
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        await client.connect();
+        // The callback form, as pg-pool calls it: a subclass that overrides connect(cb) works too.
+        await new Promise<void>((resolve, reject) => {
+          client.connect((error: unknown) => (error ? reject(error) : resolve()));
+        });
       } catch (error) {
         hardClose(client);
         throw error;

@@ -138,10 +138,13 @@ export function recordListeners(pgClient: pg.Client): void {
   const onChange = (): void => {
     if (!clientState.restoring) clientState.listenersChanged = true;
   };
+  // Called again (a drop-in's hooks added listeners after connect): take a new snapshot, watch once.
+  if (clientState.baseline === undefined) {
+    client.on('newListener', onChange);
+    client.on('removeListener', onChange);
+  }
   const baseline = new Map<string | symbol, Listener[]>();
   for (const name of client.eventNames()) baseline.set(name, client.rawListeners(name) as Listener[]);
-  client.on('newListener', onChange);
-  client.on('removeListener', onChange);
   baseline.set('newListener', client.rawListeners('newListener') as Listener[]);
   baseline.set('removeListener', client.rawListeners('removeListener') as Listener[]);
   clientState.baseline = baseline;

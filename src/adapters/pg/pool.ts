@@ -1,0 +1,264 @@
+/**
+ * `Pool` from `lifeguard/pg`: a `pg.Pool` (it extends the application's own `pg.Pool`, so
+ * `instanceof` checks such as Prisma's pass) whose connections come from a lifeguard pool.
+ * pg.Pool's surface keeps pg-pool's meanings; lifeguard's API (stats, health, drain,
+ * withTransaction, request scopes) is there too.
+ */
+import pg from 'pg';
+import {
+  AcquireTimeoutError, CreateResourceError, createPool,
+  type AcquireOptions, type Lease, type PoolHealth, type PoolStats,
+} from '../../index.js';
+import { postgresAdapter } from '../postgres/adapter.js';
+import { isClientFatal } from '../postgres/client-state.js';
+import { resolvePostgresConfig } from '../postgres/config.js';
+import { PostgresPoolImpl, type PostgresPool } from '../postgres/postgres-pool.js';
+import type { TransactionOptions } from '../postgres/transaction.js';
+import { resolveDropInConfig, type DropInPolicy, type PoolConfig } from './config.js';
+import { withPoolEvents } from './pool-events.js';
+import { runScoped, scopedOptions, type RequestScope } from './request-scope.js';
+
+const NOOP = (): void => {};
+
+/** pg-pool's callback for `connect(cb)`. */
+export type ConnectCallback = (error: Error | undefined, client: pg.PoolClient | undefined, release: (release?: unknown) => void) => void;
+
+/** pg-pool's message for a timed-out checkout, kept in front of lifeguard's so that code matching it still works. */
+const TIMEOUT_PREFIX = 'timeout exceeded when trying to connect: ';
+
+/**
+ * What `connect()` rejects with, as pg.Pool would: a failed connect is pg's own error (an
+ * authentication failure keeps its SQLSTATE `28P01`), not lifeguard's wrapper; a timeout is
+ * lifeguard's typed `AcquireTimeoutError`, with pg-pool's words in front of its reason.
+ */
+function asPgError(error: unknown): unknown {
+  if (error instanceof CreateResourceError && error.cause instanceof Error) return error.cause;
+  if (error instanceof AcquireTimeoutError && !error.message.startsWith(TIMEOUT_PREFIX)) {
+    const message = error.message;
+    error.message = TIMEOUT_PREFIX + message;
+    if (typeof error.stack === 'string') error.stack = error.stack.replace(message, error.message);
+  }
+  return error;
+}
+
+class Pool extends pg.Pool {
+  readonly #pg: PostgresPool;
+  readonly #policy: DropInPolicy;
+  /** Live clients (connected, not yet removed), for pg-pool's `_clients`. */
+  readonly #clients = new Set<pg.Client>();
+
+  constructor(config?: PoolConfig) {
+    const { config: postgresConfig, policy } = resolveDropInConfig(config);
+    const resolved = resolvePostgresConfig(postgresConfig);
+    // pg-pool's constructor only records its options (defaults applied, the password hidden): `pool.options`.
+    super(config === undefined || config === null ? undefined : ({ ...config } as pg.PoolConfig));
+    this.#policy = policy;
+    const adapter = withPoolEvents(postgresAdapter(resolved.clientConfig, { ...resolved.policy, Client: policy.Client }), policy, {
+      connected: (client) => {
+        this.#clients.add(client);
+        this.emit('connect', client);
+      },
+      removed: (client) => {
+        if (this.#clients.delete(client)) this.emit('remove', client);
+      },
+      idleError: (error, client) => {
+        policy.log('idle client error', error);
+        // pg-pool's 'error' crashes a process without a listener; here it only informs.
+        if (this.listenerCount('error') > 0) this.emit('error', error, client);
+      },
+    });
+    // Events the core publishes name this object: the one users hold.
+    this.#pg = new PostgresPoolImpl(() => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face: this as unknown as PostgresPool }));
+    Object.defineProperty(this, '_clients', { get: () => [...this.#clients], configurable: true, enumerable: false });
+  }
+
+  // ------------------------------------------------------------------ pg.Pool's API
+
+  override connect(): Promise<pg.PoolClient>;
+  override connect(callback: ConnectCallback): void;
+  override connect(callback?: ConnectCallback): Promise<pg.PoolClient> | void {
+    if (callback !== undefined && typeof callback !== 'function') throw new TypeError('pool.connect expects a callback function or no argument');
+    const checkout = this.ending ? Promise.reject(new Error('Cannot use a pool after calling end on the pool')) : this.#checkout();
+    if (callback === undefined) return this.#promise(checkout);
+    checkout.then(
+      (client) => process.nextTick(callback, undefined, client, client.release),
+      (error: Error) => process.nextTick(callback, error, undefined, NOOP),
+    );
+    return undefined;
+  }
+
+  // The public overloads are pg.Pool's own (see index.ts); this is their one implementation.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  override query(text: unknown, values?: unknown, callback?: unknown): any {
+    if (typeof text === 'function') {
+      const error = new TypeError('Passing a function as the first parameter to pool.query is not supported');
+      setImmediate(text as (error: Error) => void, error);
+      return undefined;
+    }
+    if (typeof values === 'function' && callback === undefined) {
+      callback = values;
+      values = undefined;
+    }
+    if (callback !== undefined && typeof callback !== 'function') throw new TypeError('pool.query expects the callback to be a function');
+    if (typeof text === 'object' && text !== null && typeof (text as { submit?: unknown }).submit === 'function') {
+      if (this.ending) throw new Error('Cannot use a pool after calling end on the pool');
+      return (this.#pg.query as (...args: unknown[]) => unknown)(text, ...(callback === undefined ? [] : [callback]));
+    }
+    const result = this.#query(text, values);
+    if (callback === undefined) return this.#promise(result);
+    const cb = callback as (error: Error | undefined, result?: pg.QueryResult) => void;
+    result.then(
+      (value) => process.nextTick(cb, undefined, value),
+      (error: Error) => process.nextTick(cb, error),
+    );
+    return undefined;
+  }
+
+  override end(): Promise<void>;
+  override end(callback: (error?: Error) => void): void;
+  override end(callback?: (error?: Error) => void): Promise<void> | void {
+    this.#policy.log('ending');
+    const ended = this.ending ? Promise.reject(new Error('Called end on pool more than once')) : this.close();
+    if (callback === undefined) return this.#promise(ended);
+    ended.then(
+      () => process.nextTick(callback),
+      (error: Error) => process.nextTick(callback, error),
+    );
+    return undefined;
+  }
+
+  // ------------------------------------------------------------------ lifeguard's API
+
+  /**
+   * Run `fn` with these acquire options applying to every connection this pool hands out
+   * inside it, however deep (an ORM's queries included): `signal` (abort the request's
+   * waits), `timeoutMs` (the request's budget for waiting, from now), `priority`.
+   */
+  run<R>(options: RequestScope, fn: () => R): R {
+    return runScoped(this, options, fn);
+  }
+
+  acquire(options?: AcquireOptions): Promise<Lease<pg.Client>> {
+    return this.#pg.acquire(scopedOptions(this, options));
+  }
+
+  withConnection<R>(fn: (client: pg.Client, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R> {
+    return this.#pg.withConnection(fn, scopedOptions(this, options));
+  }
+
+  withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options?: TransactionOptions): Promise<R> {
+    return this.#pg.withTransaction(fn, { ...scopedOptions(this), ...options });
+  }
+
+  stats(): PoolStats {
+    return this.#pg.stats();
+  }
+
+  health(): PoolHealth {
+    return this.#pg.health();
+  }
+
+  warmup(): Promise<void> {
+    return this.#pg.warmup();
+  }
+
+  drain(): Promise<void> {
+    return this.#pg.drain();
+  }
+
+  resume(): void {
+    this.#pg.resume();
+  }
+
+  invalidate(): void {
+    this.#pg.invalidate();
+  }
+
+  get draining(): boolean {
+    return this.#pg.draining;
+  }
+
+  get closed(): boolean {
+    return this.#pg.closed;
+  }
+
+  /** lifeguard's `close()`: what `end()` does, with a bound on the wait for leased clients. @default timeoutMs 30000 */
+  close(options?: { timeoutMs?: number }): Promise<void> {
+    const self = this as { ending: boolean; ended: boolean };
+    self.ending = true;
+    return this.#pg.close(options).then(() => {
+      self.ended = true;
+    });
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.ending ? this.#pg.close() : this.close();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** One checkout: a leased client with pg-pool's `release(err | true)`. */
+  async #checkout(): Promise<pg.PoolClient> {
+    let lease: Lease<pg.Client>;
+    try {
+      lease = await this.#pg.acquire(scopedOptions(this));
+    } catch (error) {
+      throw asPgError(error);
+    }
+    const client = lease.resource as pg.PoolClient;
+    let released = false;
+    client.release = (error?: Error | boolean) => {
+      if (released) throw new Error('Release called on client which has already been released to the pool.');
+      released = true;
+      try {
+        this.emit('release', error, client);
+      } finally {
+        // A truthy argument destroys the client (pg-pool's convention); lifeguard destroys a dirty or dead one anyway.
+        void lease.release(error);
+      }
+    };
+    this.emit('acquire', client);
+    return client;
+  }
+
+  async #query(text: unknown, values: unknown): Promise<pg.QueryResult> {
+    if (this.ending) throw new Error('Cannot use a pool after calling end on the pool');
+    if (values !== undefined && values !== null && !Array.isArray(values)) throw new TypeError('pool.query expects values to be an array');
+    const client = await this.#checkout();
+    let failure: unknown;
+    try {
+      return await client.query(text as string, values as unknown[] | undefined);
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      // Only an error that killed the connection destroys the client: an SQL error leaves it fine.
+      client.release(failure !== undefined && isClientFatal(failure, client) ? (failure as Error) : undefined);
+    }
+  }
+
+  /** A promise of the `Promise` option's kind, when one was given (pg-pool's bring-your-own-promise). */
+  #promise<V>(promise: Promise<V>): Promise<V> {
+    const PromiseImpl = this.#policy.Promise;
+    return PromiseImpl === undefined ? promise : (new PromiseImpl<V>((resolve, reject) => promise.then(resolve, reject)) as Promise<V>);
+  }
+}
+
+// pg-pool's counts, as getters (pg's types declare them as fields, which a subclass cannot redefine as accessors).
+for (const [name, read] of Object.entries({
+  totalCount: (s: PoolStats) => s.size + s.creating,
+  idleCount: (s: PoolStats) => s.idle,
+  waitingCount: (s: PoolStats) => s.waiting,
+  // Retired clients are destroyed as soon as they come back, never kept: none is ever waiting to expire.
+  expiredCount: () => 0,
+})) {
+  Object.defineProperty(Pool.prototype, name, {
+    get(this: Pool) {
+      return read(this.stats());
+    },
+    configurable: true,
+    enumerable: false,
+  });
+}
+
+export { Pool as PoolImpl };
