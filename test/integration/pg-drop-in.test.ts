@@ -1,10 +1,19 @@
 // lifeguard/pg's Pool as code written for pg.Pool uses it, on a real PostgreSQL: pg's
 // surface with pg-pool's meanings, and lifeguard's protections underneath.
+import { createRequire } from 'node:module';
+import diagnostics from 'node:diagnostics_channel';
 import pg from 'pg';
-import Cursor from 'pg-cursor';
 import { afterEach, describe, expect, it } from 'vitest';
 import dropIn, { Pool, type PoolConfig } from '../../src/adapters/pg/index.js';
+import { CHANNELS, toPrometheusText, type AcquireEndEvent } from '../../src/index.js';
 import { usePostgres } from './harness.js';
+
+// pg-cursor ships no types: the little of it used here.
+interface CursorInstance<R> extends pg.Submittable {
+  read(rows: number): Promise<R[]>;
+  close(): Promise<void>;
+}
+const Cursor = createRequire(import.meta.url)('pg-cursor') as new <R = Record<string, unknown>>(text: string, values?: unknown[]) => CursorInstance<R>;
 
 const db = usePostgres();
 
@@ -13,6 +22,9 @@ afterEach(async () => {
   await Promise.all([...pools].map((pool) => (pool.closed ? undefined : pool.end().catch(() => {}))));
   pools.clear();
 });
+
+/** pg sets it on connect; @types/pg leaves it out. */
+const pidOf = (client: pg.PoolClient): number => (client as unknown as { processID: number }).processID;
 
 function makePool(config: PoolConfig = {}): Pool {
   const pool = new Pool({ ...db.connection(), application_name: db.appName('dropin'), ...config });
@@ -44,7 +56,7 @@ describe('lifeguard/pg Pool: connect, release, query, end', () => {
     const pool = makePool({ max: 1 });
     const first = await pool.connect();
     expect(first).toBeInstanceOf(pg.Client);
-    expect(typeof first.processID).toBe('number');
+    expect(typeof pidOf(first)).toBe('number');
     first.release();
     expect(() => first.release()).toThrow('Release called on client which has already been released to the pool.');
     const second = await pool.connect();
@@ -93,9 +105,9 @@ describe('lifeguard/pg Pool: connect, release, query, end', () => {
 
   it('query(submittable) runs a pg-cursor on a leased client and gives it back when closed', async () => {
     const pool = makePool({ max: 1 });
-    const cursor = pool.query(new Cursor('SELECT generate_series(1, 5) AS n'));
+    const cursor = pool.query(new Cursor<{ n: number }>('SELECT generate_series(1, 5) AS n'));
     const rows = await cursor.read(10);
-    expect(rows.map((r: { n: number }) => r.n)).toEqual([1, 2, 3, 4, 5]);
+    expect(rows.map((r) => r.n)).toEqual([1, 2, 3, 4, 5]);
     await cursor.close();
     expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
@@ -118,7 +130,7 @@ describe('lifeguard/pg Pool: connect, release, query, end', () => {
     const pool = makePool();
     await pool.query('SELECT 1');
     expect([pool.ending, pool.ended]).toEqual([false, false]);
-    const ended = new Promise<unknown>((resolve) => pool.end((e) => resolve(e)));
+    const ended = new Promise<unknown>((resolve) => (pool.end as (cb: (e?: Error) => void) => void)((e) => resolve(e)));
     expect(pool.ending).toBe(true);
     expect(await ended).toBeUndefined();
     expect(pool.ended).toBe(true);
@@ -147,7 +159,7 @@ describe('lifeguard/pg Pool: events', () => {
     const client = await pool.connect();
     client.release();
     const heard = new Promise<[Error, unknown]>((resolve) => pool.once('error', (e, c) => resolve([e, c])));
-    await db.admin('SELECT pg_terminate_backend($1)', [client.processID]);
+    await db.admin('SELECT pg_terminate_backend($1)', [pidOf(client)]);
     const [error, from] = await heard;
     expect(from).toBe(client);
     expect(error.message).toMatch(/terminat/i);
@@ -157,7 +169,7 @@ describe('lifeguard/pg Pool: events', () => {
     const quiet = makePool({ max: 1 });
     const c2 = await quiet.connect();
     c2.release();
-    await db.admin('SELECT pg_terminate_backend($1)', [c2.processID]);
+    await db.admin('SELECT pg_terminate_backend($1)', [pidOf(c2)]);
     await new Promise((resolve) => quiet.once('remove', resolve));
     expect((await quiet.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
   });
@@ -231,6 +243,21 @@ describe('lifeguard/pg Pool: what lifeguard adds under pg.Pool', () => {
     expect((await pool.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n).toBe(1);
     expect(pool.health().status).toBe('ok');
     expect(pool.stats().acquired).toBeGreaterThanOrEqual(3);
+  });
+
+  it('the exporters take it, and diagnostics_channel events name the Pool object users hold', async () => {
+    const pool = makePool();
+    const seen: unknown[] = [];
+    const listener = (message: unknown): void => void seen.push((message as AcquireEndEvent).pool);
+    diagnostics.subscribe(CHANNELS.acquireEnd, listener);
+    try {
+      await pool.query('SELECT 1');
+    } finally {
+      diagnostics.unsubscribe(CHANNELS.acquireEnd, listener);
+    }
+    expect(seen).toContain(pool);
+    const text = toPrometheusText([{ pool, name: 'orm' }]);
+    expect(text).toMatch(/lifeguard_pool_acquired_total\{pool_name="orm"\} 1/);
   });
 
   it('refuses what it cannot honour, naming the option', () => {

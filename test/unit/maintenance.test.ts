@@ -300,3 +300,37 @@ describe('min is kept topped up', () => {
     expect(fake.created).toBe(3);
   });
 });
+
+describe('maxUses', () => {
+  it('retires a resource as it comes back from its maxUses-th lease (reason maxUses), never while leased', async () => {
+    const pool = makePool({ adapter: fake.adapter(), max: 1, maxUses: 3 });
+    const ids: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const [lease] = await acquireMany(pool, 1);
+      ids.push(lease!.resource.id);
+      if (i === 2) expect(pool.stats()).toMatchObject({ leased: 1, destroyedByReason: { maxUses: 0 } });
+      await lease!.release();
+    }
+    expect(ids).toEqual([ids[0], ids[0], ids[0], ids[3], ids[3], ids[3], ids[6]]);
+    expect(new Set(ids).size).toBe(3);
+    expect(pool.stats()).toMatchObject({ destroyedByReason: { maxUses: 2 }, created: 3, size: 1 });
+  });
+
+  it('counts a hand-off from a release straight to a waiting acquire as a use', async () => {
+    const pool = makePool({ adapter: fake.adapter(), max: 1, maxUses: 2 });
+    const [first] = await acquireMany(pool, 1);
+    const firstId = first!.resource.id;
+    const waiting = track(pool.acquire());
+    await first!.release();
+    await clock.advance(0);
+    const second = waiting.value!;
+    expect(second.resource.id).toBe(firstId);
+    await second.release();
+    expect(pool.stats()).toMatchObject({ size: 0, destroyedByReason: { maxUses: 1 } });
+  });
+
+  it('is validated: an integer >= 1 or Infinity', () => {
+    expect(() => makePool({ adapter: fake.adapter(), maxUses: 0 })).toThrow('Expected `maxUses` to be an integer >= 1 or Infinity, got 0');
+    expect(() => makePool({ adapter: fake.adapter(), maxUses: 1.5 })).toThrow('Expected `maxUses` to be an integer >= 1 or Infinity, got 1.5');
+  });
+});

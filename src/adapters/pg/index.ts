@@ -10,6 +10,7 @@ import pg from 'pg';
 import type { AcquireOptions, Lease, PoolHealth, PoolStats } from '../../index.js';
 import type { TransactionOptions } from '../postgres/index.js';
 import { PoolImpl } from './pool.js';
+import type { PoolConfig } from './config.js';
 import type { RequestScope } from './request-scope.js';
 
 export type { PoolConfig, PoolLog } from './config.js';
@@ -55,12 +56,23 @@ export interface Pool extends pg.Pool {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** `new Pool(config)`: see {@link PoolConfig}. */
-export const Pool: {
-  new (config?: import('./config.js').PoolConfig): Pool;
+/** The `Pool` class: what `new Pool(config)` and `class MyPool extends Pool` see. */
+export interface PoolConstructor {
+  /** A pool for `config` (see {@link PoolConfig}); nothing connects until the first checkout (or `warmup()`). */
+  new (config?: PoolConfig): Pool;
+  /** The instances' prototype (a `pg.Pool` prototype). */
   readonly prototype: Pool;
-} = PoolImpl as never;
+}
+
+/** `new Pool(config)`: see {@link PoolConfig}. */
+export const Pool: PoolConstructor = PoolImpl as never;
+
+/** pg's module object with lifeguard's `Pool` in place of its own. */
+export type PgWithLifeguardPool = Omit<typeof pg, 'Pool'> & {
+  /** lifeguard's drop-in `Pool`. */
+  readonly Pool: PoolConstructor;
+};
 
 /** pg itself with its `Pool` replaced: `import pg from 'lifeguard/pg'` where code had `import pg from 'pg'`. */
-const pgWithLifeguardPool: Omit<typeof pg, 'Pool'> & { Pool: typeof Pool } = { ...pg, Pool };
+const pgWithLifeguardPool: PgWithLifeguardPool = { ...pg, Pool };
 export default pgWithLifeguardPool;
