@@ -1,4 +1,4 @@
-// `SELECT 1` round trips through lifeguard vs pg.Pool, tarn, generic-pool and postgres.js, against one PostgreSQL.
+// `SELECT 1` round trips through lifeguard (its own API and the lifeguard/pg drop-in) vs pg.Pool, tarn, generic-pool and postgres.js, against one PostgreSQL.
 // Usage: npm run bench:pg
 //        npm run build && node [--expose-gc] bench/postgres.bench.js [--quick] [--only=lifeguard,pg-pool,...] [--concurrency=16,256] [--reps=3]
 // The server is an embedded PostgreSQL (temp data dir, free port, deleted at the end) unless DATABASE_URL is set.
@@ -48,6 +48,25 @@ const POOLS = [
           await Promise.all(leases.map((lease) => lease.release()));
         },
         close: () => pool.close(),
+      };
+    },
+  },
+  {
+    name: 'lifeguard-pg',
+    label: 'lifeguard/pg',
+    // The drop-in: pg.Pool's API (what ORMs call) over lifeguard's pool.
+    async setup(conn, appName) {
+      const { Pool } = await import('../dist/adapters/pg/index.js').catch((err) => {
+        throw new Error('cannot load ../dist/adapters/pg/index.js: run `npm run build` first (or skip it with --only=...)', { cause: err });
+      });
+      const pool = new Pool({ connectionString: conn.url, application_name: appName, max: MAX });
+      return {
+        query: () => pool.query(SQL),
+        async open() {
+          const clients = await times(MAX, () => pool.connect());
+          for (const client of clients) client.release();
+        },
+        close: () => pool.end(),
       };
     },
   },
