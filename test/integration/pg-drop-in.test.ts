@@ -193,6 +193,7 @@ describe('lifeguard/pg Pool: what lifeguard adds under pg.Pool', () => {
     const error = await pool.connect().catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'POOL_ACQUIRE_TIMEOUT' });
     expect((error as Error).message).toMatch(/^timeout exceeded when trying to connect: Timed out after 200 ms/);
+    expect((error as Error).stack!.split('\n')[0]).toMatch(/^AcquireTimeoutError: timeout exceeded when trying to connect: Timed out after/);
     held.release();
   });
 

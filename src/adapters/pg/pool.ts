@@ -35,8 +35,10 @@ function asPgError(error: unknown): unknown {
   if (error instanceof CreateResourceError && error.cause instanceof Error) return error.cause;
   if (error instanceof AcquireTimeoutError && !error.message.startsWith(TIMEOUT_PREFIX)) {
     const message = error.message;
+    // Read first: V8 renders the stack lazily, from whatever the message is at that moment.
+    const stack = error.stack;
     error.message = TIMEOUT_PREFIX + message;
-    if (typeof error.stack === 'string') error.stack = error.stack.replace(message, error.message);
+    if (typeof stack === 'string') error.stack = stack.replace(message, error.message);
   }
   return error;
 }
