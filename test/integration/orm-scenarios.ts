@@ -183,7 +183,8 @@ export function ormScenarios(db: TestDatabase, orm: OrmUnderTest): void {
         }),
       );
       expect(error, describeChain(error)).toBeInstanceOf(Error);
-      expect(describeChain(error)).toMatch(/terminat|Connection|closed|57P01|ended/i);
+      // Some ORMs report the failed ROLLBACK rather than the statement's error: either is the dead connection.
+      expect(describeChain(error)).toMatch(/terminat|connection|closed|57P01|ECONNRESET|EPIPE|queryable/i);
       // The next query works on a new connection; the transaction's insert never committed.
       expect(await session.names()).toEqual([]);
       await session.insert('after');
