@@ -61,7 +61,9 @@ export function hasCode(error: unknown, code: string): boolean {
 export function describeChain(error: unknown): string {
   const lines: string[] = [];
   for (let e = error, depth = 0; e !== undefined && e !== null && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
-    lines.push(`${(e as Error).name ?? typeof e} ${String((e as { code?: unknown }).code ?? '')}: ${String((e as Error).message ?? e).split('\n')[0]}`);
+    // Whole messages on one line: some ORMs start theirs with a blank line and put the driver's words further down.
+    const message = String((e as Error).message ?? e).replace(/\s+/g, ' ').trim().slice(0, 400);
+    lines.push(`${(e as Error).name ?? typeof e} ${String((e as { code?: unknown }).code ?? '')}: ${message}`);
   }
   return lines.join('\n  caused by ');
 }
