@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { usePostgres } from '../integration/harness.js';
 import { freePort } from '../integration/providers.js';
+import { prismaGenerate } from '../support/prisma-generate.js';
 
 const ROOT = realpathSync(resolve(dirname(fileURLToPath(import.meta.url)), '../..'));
 const EXAMPLES = join(ROOT, 'examples');
@@ -22,7 +23,7 @@ afterEach(() => {
 });
 
 beforeAll(() => {
-  const missing = ['index.js', 'adapters/postgres/index.js'].filter((f) => !existsSync(join(ROOT, 'dist', f)));
+  const missing = ['index.js', 'adapters/postgres/index.js', 'adapters/pg/index.js'].filter((f) => !existsSync(join(ROOT, 'dist', f)));
   if (missing.length > 0) {
     throw new Error(`dist/ is not built (missing ${missing.join(', ')}): run \`npm run build\` first (\`npm test\` builds before running vitest)`);
   }
@@ -151,5 +152,53 @@ describe('examples/otel-console.mjs', () => {
     expect(stdout).toContain("'db.client.connection.pool.name': 'example'");
     expect(stdout).toMatch(/sessions of this pool on the server: [1-4]\n/);
     expect(stdout).toContain('done');
+  });
+});
+
+// The ORM examples do the same small job, each through its ORM on lifeguard/pg's Pool, and
+// print the same lines.
+function expectLedger(orm: string, { code, stdout, stderr }: { code: number | null; stdout: string; stderr: string }): void {
+  expect(code, `stdout:\n${stdout}\nstderr:\n${stderr}`).toBe(0);
+  expect(stdout).toContain(`table lifeguard_example_${orm}_account created with alice=100 bob=100`);
+  expect(stdout).toMatch(/^transfer alice -> bob 30: committed$/m);
+  // The CHECK (balance >= 0) refused the second transfer's first UPDATE: check_violation.
+  expect(stdout).toMatch(/^transfer alice -> bob 500: rolled back \(23514\)$/m);
+  expect(stdout).toMatch(/^balances: alice=70 bob=130$/m);
+  // queryTimeoutMs (500 ms) stopped pg_sleep(10).
+  const slow = /^slow query stopped after (\d+) ms: (.*)$/m.exec(stdout);
+  expect(slow, stdout).not.toBeNull();
+  expect(Number(slow![1])).toBeLessThan(3000);
+  expect(slow![2]).toMatch(/timeout/i);
+  // That query's connection was destroyed, not handed out again.
+  const stats = /^pool: (\{.*\})$/m.exec(stdout);
+  expect(stats, stdout).not.toBeNull();
+  expect(JSON.parse(stats![1]!)).toMatchObject({ destroyed: expect.any(Number), acquired: expect.any(Number) });
+  expect(JSON.parse(stats![1]!).destroyed).toBeGreaterThanOrEqual(1);
+  expect(stdout).toMatch(/^done \(pool ended: true\)$/m);
+}
+
+async function expectNoSession(app: string): Promise<void> {
+  const { rows } = await db.admin<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1", [app]);
+  expect(rows[0]!.n, `sessions of ${app} left on the server`).toBe(0);
+}
+
+describe('examples/orm-*.mjs: each ORM on lifeguard/pg', () => {
+  for (const orm of ['kysely', 'drizzle', 'knex', 'typeorm']) {
+    it(`orm-${orm}.mjs runs its ledger and exits 0 by itself`, async () => {
+      expectLedger(orm, await runToEnd(`orm-${orm}.mjs`, [], { DATABASE_URL: db.url }));
+      await expectNoSession(`lifeguard-example-${orm}`);
+    });
+  }
+
+  it('orm-prisma.mjs (after prisma generate) runs its ledger and exits 0 by itself', async () => {
+    await prismaGenerate(join(EXAMPLES, 'prisma/schema.prisma'));
+    expectLedger('prisma', await runToEnd('orm-prisma.mjs', [], { DATABASE_URL: db.url }));
+    await expectNoSession('lifeguard-example-prisma');
+  }, 90_000);
+
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  it.runIf(major > 22 || (major === 22 && minor >= 17))('orm-mikroorm.mjs (MikroORM 7: Node >= 22.17) runs its ledger and exits 0 by itself', async () => {
+    expectLedger('mikroorm', await runToEnd('orm-mikroorm.mjs', [], { DATABASE_URL: db.url }));
+    await expectNoSession('lifeguard-example-mikroorm');
   });
 });
