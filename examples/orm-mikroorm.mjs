@@ -6,9 +6,10 @@
 //
 //   npm run build                                  # examples import the built package
 //   DATABASE_URL=postgres://user:pass@host:5432/db node examples/orm-mikroorm.mjs
-import { EntitySchema, MikroORM } from '@mikro-orm/postgresql';
+import { createPostgreSqlTypeParsers, EntitySchema, MikroORM } from '@mikro-orm/postgresql';
 import { PostgresDialect } from 'kysely';
-import { Pool } from 'lifeguard/pg';
+import pg, { Pool } from 'lifeguard/pg';
+import { parse as parseArray } from 'postgres-array';
 
 const Account = new EntitySchema({
   name: 'Account',
@@ -20,8 +21,14 @@ const Account = new EntitySchema({
   },
 });
 
+// MikroORM sets these type parsers (dates, timestamps, intervals as the server's text) only on
+// a pool it builds: give them to this one, or `date` and `interval` columns read back wrong.
+const types = new pg.TypeOverrides();
+for (const [oid, parse] of Object.entries(createPostgreSqlTypeParsers(parseArray))) types.setTypeParser(Number(oid), parse);
+
 // pg.Pool's config with pg-pool's meanings, and lifeguard's options beside it.
 const pool = new Pool({
+  types,
   connectionString: process.env.DATABASE_URL, // unset: pg reads the PG* variables
   application_name: 'lifeguard-example-mikroorm',
   max: 5,

@@ -2,13 +2,19 @@
 // instance) in `driverOptions` instead of building its own pg.Pool: `driverOptions: new
 // PostgresDialect({ pool })`. orm.close() destroys that Kysely, which ends the pool.
 //
+// MikroORM sets its type parsers (dates, timestamps and intervals as the server's text) only
+// on a pool it builds itself: a pool given through a dialect needs them passed as its `types`,
+// or `date` columns come back as Date objects and intervals as zero (MikroORM 7.2).
+//
 // MikroORM 7 needs Node >= 22.17; on older Node this file has nothing to run. MikroORM 6 (the
 // last for Node 20) cannot be given a pool: it builds knex 3.2 (an exact dependency), whose
 // only pool is the one it makes from a connection config.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { describe, it } from 'vitest';
-import { Pool } from '../../src/adapters/pg/index.js';
+import pg from 'pg';
+import { parse as parseArray } from 'postgres-array';
+import { describe, expect, it } from 'vitest';
+import { Pool, type PoolConfig } from '../../src/adapters/pg/index.js';
 import { usePostgres } from './harness.js';
 import { ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
@@ -28,6 +34,15 @@ if (!SUPPORTED) {
   const require = createRequire(import.meta.url);
   const kyselyPath = createRequire(require.resolve('@mikro-orm/postgresql')).resolve('kysely');
   const { PostgresDialect } = (await import(pathToFileURL(kyselyPath).href)) as typeof import('kysely');
+
+  /** MikroORM's own type parsers, as it sets them on the pools it builds. */
+  const mikroTypes = (): pg.CustomTypesConfig => {
+    const types = new pg.TypeOverrides();
+    for (const [oid, parser] of Object.entries(mikro.createPostgreSqlTypeParsers((text) => parseArray(text)))) {
+      types.setTypeParser(Number(oid), parser as (text: string) => unknown);
+    }
+    return types;
+  };
 
   interface Account {
     id: number;
@@ -56,8 +71,8 @@ if (!SUPPORTED) {
     // (with pg.Pool too, whose end() then never resolves).
     keepsConnectionAfterFailedRollback: "Kysely's ControlledTransaction releases only after a successful ROLLBACK",
     async open({ config, flavour }) {
-      const pg = (await import('pg')).default;
-      const pool = flavour === 'lifeguard' ? new Pool(config) : new pg.Pool(config as import('pg').PoolConfig);
+      const withTypes: PoolConfig = { ...config, types: mikroTypes() };
+      const pool = flavour === 'lifeguard' ? new Pool(withTypes) : new pg.Pool(withTypes as pg.PoolConfig);
       const orm = await mikro.MikroORM.init({
         entities: [AccountEntity],
         dbName: config.database!,
@@ -75,5 +90,32 @@ if (!SUPPORTED) {
         close: () => orm.close(),
       };
     },
+  });
+
+  describe('MikroORM 7 and lifeguard/pg: types', () => {
+    it("with MikroORM's type parsers on the Pool, dates, timestamps and intervals read back as written", async () => {
+      const table = db.table('mikro_event');
+      await db.admin(`CREATE TABLE ${table} (id serial PRIMARY KEY, at timestamptz NOT NULL, day date NOT NULL, span interval NOT NULL)`);
+      const Event = new mikro.EntitySchema<{ id: number; at: Date; day: string; span: string }>({
+        name: 'Event',
+        tableName: table,
+        properties: { id: { type: 'number', primary: true }, at: { type: 'datetime' }, day: { type: 'date' }, span: { type: 'interval' } },
+      });
+      const pool = new Pool({ ...db.connection(), types: mikroTypes() });
+      const orm = await mikro.MikroORM.init({ entities: [Event], dbName: db.database, driverOptions: new PostgresDialect({ pool }) });
+      try {
+        const at = new Date('2024-03-01T12:34:56.789Z');
+        const em = orm.em.fork();
+        em.create(Event, { at, day: '2024-03-01', span: '1 hour' });
+        await em.flush();
+        const [event] = await orm.em.fork().find(Event, {});
+        expect(event!.at).toEqual(at);
+        expect(event!.day).toBe('2024-03-01');
+        expect(event!.span).toMatchObject({ hours: 1 });
+      } finally {
+        await orm.close();
+      }
+      expect(pool.ended).toBe(true);
+    });
   });
 }
