@@ -65,11 +65,12 @@ if (!SUPPORTED) {
   ormScenarios(db, {
     name: 'mikroorm',
     shutdownEndsPool: true,
-    // Kysely 0.29's ControlledTransaction (MikroORM's transactions) releases its connection only
-    // after a ROLLBACK or COMMIT that succeeded; em.transactional() logs a failed ROLLBACK and
-    // rethrows, so a connection that died inside the transaction stays checked out for good
-    // (with pg.Pool too, whose end() then never resolves).
-    keepsConnectionAfterFailedRollback: "Kysely's ControlledTransaction releases only after a successful ROLLBACK",
+    // MikroORM 7.2.5 pins Kysely 0.29.6, whose ControlledTransaction (MikroORM's transactions)
+    // releases its connection only after a ROLLBACK that succeeded (fixed in Kysely 0.29.7);
+    // em.transactional() logs the failed ROLLBACK and rethrows, so a connection that died
+    // inside the transaction stays checked out for good (with pg.Pool too, whose end() then
+    // never resolves). A MikroORM on Kysely >= 0.29.7 gives it back, and this fails: drop it.
+    keepsConnectionAfterFailedRollback: 'Kysely 0.29.6: a controlled transaction releases only after a successful ROLLBACK',
     async open({ config, flavour }) {
       const withTypes: PoolConfig = { ...config, types: mikroTypes() };
       const pool = flavour === 'lifeguard' ? new Pool(withTypes) : new pg.Pool(withTypes as pg.PoolConfig);

@@ -52,6 +52,16 @@ describe('PrismaPg and lifeguard/pg', () => {
       await pool.end();
     }
   });
+
+  it('with disposeExternalPool, $disconnect() ends the pool it was given', async () => {
+    const app = db.appName('prisma-dispose');
+    const pool = new Pool({ ...db.connection(), application_name: app, max: 1 });
+    const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
+    expect(await prisma.$queryRawUnsafe('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    await prisma.$disconnect();
+    expect(pool.ended).toBe(true);
+    expect(await db.sessions(app)).toBe(0);
+  });
 });
 
 ormScenarios(db, {

@@ -3,11 +3,12 @@
 // default export of lifeguard/pg. Pool options, lifeguard's included, go in `extra`; the
 // pool is `dataSource.driver.master`, and dataSource.destroy() ends it.
 import pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { DataSource, EntitySchema, type EntityManager } from 'typeorm';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver.js';
-import lifeguardPg from '../../src/adapters/pg/index.js';
-import { usePostgres } from './harness.js';
-import { ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
+import lifeguardPg, { type Pool } from '../../src/adapters/pg/index.js';
+import { rejectionOf, usePostgres } from './harness.js';
+import { hasCode, ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
 interface Account {
   id: number;
@@ -56,4 +57,34 @@ ormScenarios(db, {
       close: () => dataSource.destroy(),
     };
   },
+});
+
+describe('TypeORM and lifeguard/pg: its own pool options', () => {
+  it('url, applicationName, poolSize and connectTimeoutMS reach the lifeguard pool it builds', async () => {
+    const app = db.appName('typeorm-options');
+    const dataSource = new DataSource({
+      type: 'postgres',
+      driver: lifeguardPg,
+      url: db.url,
+      applicationName: app,
+      poolSize: 2,
+      connectTimeoutMS: 300,
+      entities: [AccountEntity],
+    });
+    await dataSource.initialize();
+    try {
+      const pool = (dataSource.driver as PostgresDriver).master as Pool;
+      expect(pool.stats().max).toBe(2);
+      expect((await dataSource.query('SHOW application_name'))[0].application_name).toBe(app);
+      const held = [await pool.connect(), await pool.connect()];
+      const started = performance.now();
+      const error = await rejectionOf(dataSource.query('SELECT 1'));
+      expect(hasCode(error, 'POOL_ACQUIRE_TIMEOUT')).toBe(true);
+      expect(performance.now() - started).toBeLessThan(2000);
+      for (const client of held) client.release();
+    } finally {
+      await dataSource.destroy();
+    }
+    expect(await db.sessions(app)).toBe(0);
+  });
 });
