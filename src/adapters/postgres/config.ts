@@ -4,10 +4,10 @@
  */
 import type pg from 'pg';
 // The URL parser pg itself uses, declared with a range every pg >= 8.11 accepts so npm installs
-// one copy for both. A static import, not a lookup from pg's location at run time, so that
-// bundlers can follow it and a CommonJS build needs no `import.meta`. The default import is
-// the one form that works with every 2.x (ESM wrapper or not) and every module system; the
-// parser hangs on it as `.parse`.
+// one copy for both. A static import, not a lookup from pg's location at run time: bundlers
+// follow it, and the CommonJS build needs no module URL. The default import is the one form
+// that works with every 2.x (with or without its ESM wrapper) from ESM and CommonJS alike;
+// the parser hangs on it as `.parse`.
 import pgConnectionString from 'pg-connection-string';
 import { InvalidPoolOptionError, POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError, type PoolOptions } from '../../index.js';
 import type { SessionLimitCheck } from './server-checks.js';
