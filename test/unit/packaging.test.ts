@@ -41,6 +41,8 @@ interface PackageJson {
   main?: string;
   types?: string;
   engines?: { node?: string };
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   exports?: Record<string, unknown>;
   typesVersions?: Record<string, Record<string, string[]>>;
 }
@@ -101,6 +103,13 @@ describe('package.json', () => {
 
   it('requires Node >= 20.19', () => {
     expect(pkg.engines?.node).toBe('>=20.19');
+  });
+
+  it('pg, @types/pg (its declarations refer to pg\'s) and @opentelemetry/api are optional peer dependencies', () => {
+    for (const name of ['pg', '@types/pg', '@opentelemetry/api']) {
+      expect(pkg.peerDependencies?.[name], `peerDependencies["${name}"]`).toBeTypeOf('string');
+      expect(pkg.peerDependenciesMeta?.[name]?.optional, `peerDependenciesMeta["${name}"].optional`).toBe(true);
+    }
   });
 
   it('every subpath has the same dual entry: ESM under dist/, CommonJS under dist/cjs/, types beside each', () => {
