@@ -2,14 +2,17 @@
  * Configuration of a PostgreSQL pool: which keys are pool options, `pg.ClientConfig` fields
  * or adapter policy; their validation; and the merge explicit > URL > `PG*` env > defaults.
  */
-import { createRequire } from 'node:module';
 import type pg from 'pg';
+// The URL parser pg itself uses, declared with a range every pg >= 8.11 accepts so npm installs
+// one copy for both. A static import, not a lookup from pg's location at run time: bundlers
+// follow it, and the CommonJS build needs no module URL. The default import is the one form
+// that works with every 2.x (with or without its ESM wrapper) from ESM and CommonJS alike;
+// the parser hangs on it as `.parse`.
+import pgConnectionString from 'pg-connection-string';
 import { InvalidPoolOptionError, POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError, type PoolOptions } from '../../index.js';
 import type { SessionLimitCheck } from './server-checks.js';
 
-// The URL parser pg itself uses, loaded from pg's own dependencies: same semantics as pg, no extra dependency.
-const requireFromPg = createRequire(createRequire(import.meta.url).resolve('pg'));
-const parseConnectionString = (requireFromPg('pg-connection-string') as { parse(url: string): Record<string, unknown> }).parse;
+const parseConnectionString: (url: string) => Record<string, unknown> = pgConnectionString.parse;
 
 /** `pg.ClientConfig` fields lifeguard passes through to each client. */
 const CLIENT_KEYS: ReadonlySet<string> = new Set([
