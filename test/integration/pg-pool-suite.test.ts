@@ -137,18 +137,18 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
   return results;
 }
 
-/** The suite tests the package users install: refuse a dist/ older than the sources. */
+/** The suite tests the package users install: refuse a build that is missing or older than the sources. */
 function checkBuilt(): void {
-  const entry = join(ROOT, 'dist/adapters/pg/index.js');
   let built: number;
   try {
-    built = statSync(entry).mtimeMs;
-  } catch {
-    throw new Error('dist/adapters/pg/index.js is missing: run `npm run build` first (the pg-pool suite tests the built package)');
+    // The file test/pg-pool-suite/index.js loads: `require('lifeguard/pg')` through the exports map.
+    built = statSync(createRequire(join(ROOT, 'package.json')).resolve('lifeguard/pg')).mtimeMs;
+  } catch (error) {
+    throw new Error(`lifeguard/pg does not resolve to a built file (${String(error)}): run \`npm run build\` first (the pg-pool suite tests the built package)`);
   }
   const sources = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'));
   const stale = sources.find((file) => statSync(join(ROOT, 'src', file)).mtimeMs > built);
-  if (stale !== undefined) throw new Error(`src/${stale} is newer than dist/: run \`npm run build\` first (the pg-pool suite tests the built package)`);
+  if (stale !== undefined) throw new Error(`src/${stale} is newer than the build: run \`npm run build\` first (the pg-pool suite tests the built package)`);
 }
 
 const db = usePostgres();
