@@ -116,13 +116,18 @@ export class Maintenance<T> {
   }
 
   readonly #run = (): void => {
+    const at = this.#at;
     this.#timer = undefined;
     this.#at = Infinity;
     if (this.#state.closing) return;
     const o = this.#o;
     const dispatcher = this.#dispatcher;
     const table = this.#table;
-    const now = this.#clock.now();
+    // Node starts a timer from the event loop's cached time, which lags the clock: it can fire
+    // a fraction of a millisecond before `at` by the clock. What was due at `at` is due now;
+    // re-arming instead would retire it a whole timer tick late (after a caller's own timer
+    // set for just after it: pg-pool's idle-timeout test).
+    const now = Math.max(this.#clock.now(), at);
     let next = Infinity;
     for (const entry of [...table.idle]) {
       if (this.#calls.isBroken(entry.resource)) void dispatcher[kDestroyEntry](entry, 'broken');

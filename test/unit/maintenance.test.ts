@@ -86,7 +86,40 @@ class LaggingTimersClock implements Clock {
   }
 }
 
+/**
+ * A clock whose timers run as Node's do against performance.now(): a delay below 1 ms counts
+ * as 1 ms, and it counts from the event loop's cached time, `staleMs` behind the clock, so a
+ * timer fires up to `staleMs` before it is due by the clock.
+ */
+class NodeLikeTimersClock implements Clock {
+  constructor(
+    private readonly base: VirtualClock,
+    private readonly staleMs: number,
+  ) {}
+  now(): number {
+    return this.base.now();
+  }
+  setTimeout(callback: () => void, ms: number): ClockTimer {
+    return this.base.setTimeout(callback, Math.max(1, ms) - this.staleMs);
+  }
+  clearTimeout(timer: ClockTimer): void {
+    this.base.clearTimeout(timer);
+  }
+}
+
 describe('idleTimeoutMs', () => {
+  // pg-pool's idle-timeout test: idleTimeoutMillis 1, and after a 2 ms wait (a timer set just
+  // after the pool's) the client must be gone. Re-arming for the fraction of a millisecond
+  // left would retire it a whole timer tick late, after the caller's own timer.
+  it('a sweep retires what its timer was set for, even when the timer fires a moment early by the clock', async () => {
+    const pool = makePool({ clock: new NodeLikeTimersClock(clock, 0.5), max: 1, idleTimeoutMs: 1 });
+    const [lease] = await acquireMany(pool, 1);
+    await lease!.release();
+    await clock.advance(0.5); // the timer set for t = 1 fires at t = 0.5
+    expect(pool.stats().destroyedByReason.idle).toBe(1);
+    expect(pool.stats().size).toBe(0);
+  });
+
   it('retires idle resources above min (reason idle), never below min', async () => {
     const pool = makePool({ max: 4, min: 1, idleTimeoutMs: 1000 });
     await pool.warmup();

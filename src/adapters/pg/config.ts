@@ -30,6 +30,8 @@ export interface PoolConfig extends Omit<pg.PoolConfig, 'Client' | 'onConnect' |
 /** What the drop-in itself enforces on top of the core: the pg-pool options with no core equivalent. */
 export interface DropInPolicy {
   readonly log: PoolLog;
+  /** A `log` function was given (pg-pool's removal lines cost a subscription: only then). */
+  readonly logging: boolean;
   readonly onConnect: ((client: pg.Client) => unknown) | undefined;
   readonly verify: ((client: pg.Client, done: (error?: Error) => void) => void) | undefined;
   readonly Promise: PromiseConstructorLike | undefined;
@@ -125,10 +127,28 @@ export function resolveDropInConfig(given: PoolConfig | undefined): { config: Po
   const PromiseImpl = source.Promise;
   if (PromiseImpl !== undefined && typeof PromiseImpl !== 'function') expected('Promise', 'a Promise constructor', PromiseImpl);
 
+  const logGiven = optionalFunction<PoolLog>('log', source.log);
+  // A log that throws is ignored: logging must not fail a checkout, nor crash the process from a timer.
+  const log: PoolLog =
+    logGiven === undefined
+      ? () => {}
+      : (...messages) => {
+          try {
+            logGiven(...messages);
+          } catch {
+            // ignored, as above
+          }
+        };
+  // pg.Pool never raises process warnings (lifeguard's default for errors nobody awaits, such
+  // as a create that fails after its caller timed out): they go to pg-pool's `log` instead,
+  // unless lifeguard's `onError` is given.
+  if (source.onError === undefined) config.onError = (error: unknown) => log('background error', error);
+
   return {
     config: config as PostgresPoolConfig,
     policy: {
-      log: optionalFunction<PoolLog>('log', source.log) ?? (() => {}),
+      log,
+      logging: logGiven !== undefined,
       onConnect: optionalFunction('onConnect', source.onConnect),
       verify: optionalFunction('verify', source.verify),
       Promise: PromiseImpl === global.Promise ? undefined : (PromiseImpl as PromiseConstructorLike | undefined),

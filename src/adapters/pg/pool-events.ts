@@ -4,15 +4,18 @@
  * `onConnect` / `verify` on a new client, then 'connect'; 'remove' once it is gone; 'error'
  * when an idle client fails. The pool's own counting and health checks are untouched.
  */
+import diagnostics from 'node:diagnostics_channel';
 import type pg from 'pg';
-import type { Adapter } from '../../index.js';
+import { CHANNELS, type Adapter, type DestroyEvent, type DestroyReason } from '../../index.js';
 import { recordListeners } from '../postgres/client-state.js';
-import type { DropInPolicy } from './config.js';
+import type { DropInPolicy, PoolLog } from './config.js';
 
 /** Where the wrapped adapter reports: the drop-in pool. */
 export interface PoolEventSink {
   /** A new client passed `onConnect` and `verify`. */
   connected(client: pg.Client): void;
+  /** The pool let go of a client (it no longer counts it); its connection is closing. */
+  destroying(client: pg.Client): void;
   /** A client was destroyed (after its connection closed). */
   removed(client: pg.Client): void;
   /** A client idle in the pool failed; the pool already replaces it. */
@@ -70,6 +73,8 @@ export function withPoolEvents(inner: Adapter<pg.Client>, policy: DropInPolicy, 
 
     async destroy(client, signal) {
       idle.delete(client);
+      // Called by the core in the same turn as it stops counting the client.
+      sink.destroying(client);
       try {
         await inner.destroy(client, signal);
       } finally {
@@ -87,4 +92,29 @@ export function withPoolEvents(inner: Adapter<pg.Client>, policy: DropInPolicy, 
       inner.ref?.(client, active);
     },
   };
+}
+
+/** pg-pool's log lines for the removals it logs; lifeguard's other reasons are logged by name. */
+const REMOVAL_LOG: Partial<Record<DestroyReason, string>> = {
+  maxUses: 'remove expended client',
+  idle: 'remove idle client',
+  lifetime: 'remove expired client',
+};
+const removalLogs = new WeakMap<object, PoolLog>();
+let listening = false;
+
+/**
+ * Log each client `pool` removes, and why, to pg-pool's `log`, as the core decides it (in the
+ * same turn as a `release()` that retires a client). One subscription to lifeguard's destroy
+ * channel serves every pool; once there, every pool publishes its destroys, which are rare.
+ */
+export function logRemovals(pool: object, log: PoolLog): void {
+  removalLogs.set(pool, log);
+  if (listening) return;
+  listening = true;
+  diagnostics.subscribe(CHANNELS.destroy, (message) => {
+    const { pool: from, reason } = message as DestroyEvent;
+    // Never throws (see resolveDropInConfig): a subscriber's throw would be an uncaught exception.
+    removalLogs.get(from)?.(REMOVAL_LOG[reason] ?? `remove client (${reason})`);
+  });
 }

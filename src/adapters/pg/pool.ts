@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import {
-  AcquireTimeoutError, CreateResourceError, createPool,
+  AcquireTimeoutError, CreateResourceError, PoolClosedError, createPool,
   type AcquireOptions, type Lease, type PoolHealth, type PoolStats,
 } from '../../index.js';
 import { postgresAdapter } from '../postgres/adapter.js';
@@ -15,10 +15,16 @@ import { resolvePostgresConfig } from '../postgres/config.js';
 import { PostgresPoolImpl, type PostgresPool } from '../postgres/postgres-pool.js';
 import type { TransactionOptions } from '../postgres/transaction.js';
 import { resolveDropInConfig, type DropInPolicy, type PoolConfig } from './config.js';
-import { withPoolEvents } from './pool-events.js';
+import { logRemovals, withPoolEvents } from './pool-events.js';
 import { runScoped, scopedOptions, type RequestScope } from './request-scope.js';
 
 const NOOP = (): void => {};
+
+/**
+ * How long `end()` lets the checkouts already asked for be served before it closes the pool
+ * (each is bounded by its own acquire deadline too, unless `connectionTimeoutMillis: 0`).
+ */
+const END_SERVE_BOUND_MS = 30_000;
 
 /** pg-pool's callback for `connect(cb)`. */
 export type ConnectCallback = (error: Error | undefined, client: pg.PoolClient | undefined, release: (release?: unknown) => void) => void;
@@ -48,6 +54,14 @@ class Pool extends pg.Pool {
   readonly #policy: DropInPolicy;
   /** Live clients (connected, not yet removed), for pg-pool's `_clients`. */
   readonly #clients = new Set<pg.Client>();
+  /**
+   * Idle clients that failed and that the core has not let go of yet (it does so a microtask
+   * later): pg-pool counts them out at once, in the 'error' event itself.
+   */
+  readonly #failedIdle = new Set<pg.Client>();
+  /** Checkouts through connect() and query() not settled yet: end() lets them be served, as pg-pool does. */
+  #pending = 0;
+  #onNonePending: (() => void) | undefined;
 
   constructor(config?: PoolConfig) {
     const { config: postgresConfig, policy } = resolveDropInConfig(config);
@@ -60,11 +74,17 @@ class Pool extends pg.Pool {
         this.#clients.add(client);
         this.emit('connect', client);
       },
+      destroying: (client) => {
+        this.#failedIdle.delete(client);
+      },
       removed: (client) => {
         if (this.#clients.delete(client)) this.emit('remove', client);
       },
       idleError: (error, client) => {
         policy.log('idle client error', error);
+        this.#failedIdle.add(client);
+        // pg-pool's idle listener names the client on the error itself (`err.client`).
+        if (typeof error === 'object' && error !== null && !('client' in error)) (error as { client?: pg.Client }).client = client;
         // pg-pool's 'error' crashes a process without a listener; here it only informs.
         if (this.listenerCount('error') > 0) this.emit('error', error, client);
       },
@@ -72,6 +92,7 @@ class Pool extends pg.Pool {
     // Events the core publishes name this object: the one users hold.
     this.#pg = new PostgresPoolImpl(() => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face: this as unknown as PostgresPool }));
     Object.defineProperty(this, '_clients', { get: () => [...this.#clients], configurable: true, enumerable: false });
+    if (policy.logging) logRemovals(this, policy.log);
   }
 
   // ------------------------------------------------------------------ pg.Pool's API
@@ -120,7 +141,7 @@ class Pool extends pg.Pool {
   override end(callback: (error?: Error) => void): void;
   override end(callback?: (error?: Error) => void): Promise<void> | void {
     this.#policy.log('ending');
-    const ended = this.ending ? Promise.reject(new Error('Called end on pool more than once')) : this.close();
+    const ended = this.ending ? Promise.reject(new Error('Called end on pool more than once')) : this.#end();
     if (callback === undefined) return this.#promise(ended);
     ended.then(
       () => process.nextTick(callback),
@@ -140,16 +161,17 @@ class Pool extends pg.Pool {
     return runScoped(this, options, fn);
   }
 
+  // While end() lets earlier checkouts be served, the pool is closed to new ones (`closed` is true).
   acquire(options?: AcquireOptions): Promise<Lease<pg.Client>> {
-    return this.#pg.acquire(scopedOptions(this, options));
+    return this.ending ? Promise.reject(new PoolClosedError()) : this.#pg.acquire(scopedOptions(this, options));
   }
 
   withConnection<R>(fn: (client: pg.Client, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R> {
-    return this.#pg.withConnection(fn, scopedOptions(this, options));
+    return this.ending ? Promise.reject(new PoolClosedError()) : this.#pg.withConnection(fn, scopedOptions(this, options));
   }
 
   withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options?: TransactionOptions): Promise<R> {
-    return this.#pg.withTransaction(fn, { ...scopedOptions(this), ...options });
+    return this.ending ? Promise.reject(new PoolClosedError()) : this.#pg.withTransaction(fn, { ...scopedOptions(this), ...options });
   }
 
   stats(): PoolStats {
@@ -181,7 +203,7 @@ class Pool extends pg.Pool {
   }
 
   get closed(): boolean {
-    return this.#pg.closed;
+    return this.ending || this.#pg.closed;
   }
 
   /** lifeguard's `close()`: what `end()` does, with a bound on the wait for leased clients. @default timeoutMs 30000 */
@@ -197,15 +219,57 @@ class Pool extends pg.Pool {
     return this.ending ? this.#pg.close() : this.close();
   }
 
+  // pg-pool's counts, as getters (pg's types declare them as fields, which a subclass cannot redefine as accessors).
+  static {
+    const counts: Record<string, (pool: Pool) => number> = {
+      totalCount: (pool) => {
+        const s = pool.stats();
+        return s.size + s.creating - pool.#failedIdle.size;
+      },
+      idleCount: (pool) => pool.stats().idle - pool.#failedIdle.size,
+      waitingCount: (pool) => pool.stats().waiting,
+      // Retired clients are destroyed as soon as they come back, never kept: none is ever waiting to expire.
+      expiredCount: () => 0,
+    };
+    for (const [name, read] of Object.entries(counts)) {
+      Object.defineProperty(Pool.prototype, name, {
+        get(this: Pool) {
+          return read(this);
+        },
+        configurable: true,
+        enumerable: false,
+      });
+    }
+  }
+
   // ------------------------------------------------------------------ internals
+
+  /**
+   * pg-pool's end(): new checkouts are refused at once, but those already asked for are still
+   * served (a `pool.query()` issued just before `end()` completes), then the pool closes.
+   */
+  #end(): Promise<void> {
+    (this as { ending: boolean }).ending = true;
+    if (this.#pending === 0) return this.close();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, END_SERVE_BOUND_MS);
+      this.#onNonePending = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).then(() => this.close());
+  }
 
   /** One checkout: a leased client with pg-pool's `release(err | true)`. */
   async #checkout(): Promise<pg.PoolClient> {
     let lease: Lease<pg.Client>;
+    this.#pending++;
     try {
       lease = await this.#pg.acquire(scopedOptions(this));
     } catch (error) {
       throw asPgError(error);
+    } finally {
+      if (--this.#pending === 0) this.#onNonePending?.();
     }
     const client = lease.resource as pg.PoolClient;
     let released = false;
@@ -244,23 +308,6 @@ class Pool extends pg.Pool {
     const PromiseImpl = this.#policy.Promise;
     return PromiseImpl === undefined ? promise : (new PromiseImpl<V>((resolve, reject) => promise.then(resolve, reject)) as Promise<V>);
   }
-}
-
-// pg-pool's counts, as getters (pg's types declare them as fields, which a subclass cannot redefine as accessors).
-for (const [name, read] of Object.entries({
-  totalCount: (s: PoolStats) => s.size + s.creating,
-  idleCount: (s: PoolStats) => s.idle,
-  waitingCount: (s: PoolStats) => s.waiting,
-  // Retired clients are destroyed as soon as they come back, never kept: none is ever waiting to expire.
-  expiredCount: () => 0,
-})) {
-  Object.defineProperty(Pool.prototype, name, {
-    get(this: Pool) {
-      return read(this.stats());
-    },
-    configurable: true,
-    enumerable: false,
-  });
 }
 
 export { Pool as PoolImpl };

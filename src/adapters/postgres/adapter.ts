@@ -9,7 +9,7 @@ import type { DirtyRelease, ResetOnRelease } from './config.js';
 import { isRetryableConnectError } from './classify.js';
 import { cancelRunning, probeServer, resolvedTarget } from './cancel.js';
 import {
-  busy, hardClose, internals, isClientFatal, recordListeners, refSocket, restoreListeners, state, track, transactionStatus,
+  busy, dead, hardClose, internals, isClientFatal, recordListeners, refSocket, restoreListeners, state, track, transactionStatus,
 } from './client-state.js';
 import { checkSessionLimits, type SessionLimitCheck } from './server-checks.js';
 
@@ -111,7 +111,9 @@ export function postgresAdapter(
 
     async destroy(client, signal) {
       void cancelRunning(client);
-      if (state(client).broken) {
+      // Marked broken by an 'error' pg did not raise itself (pg marks the connection unqueryable
+      // first): the session is still sound, so it gets a polite goodbye like a healthy one.
+      if (state(client).broken && (internals(client)._queryable === false || internals(client).connection.stream?.destroyed !== false)) {
         hardClose(client);
         return;
       }
@@ -134,7 +136,9 @@ export function postgresAdapter(
       // next waiter included (no ref() call comes between). O(1) unless a caller touched
       // the client's listeners.
       restoreListeners(client);
-      if (state(client).broken) return true;
+      // dead(): pg's own flags too, so a client the caller end()ed is not handed to the next
+      // borrower in the moment before its 'end' event.
+      if (dead(client)) return true;
       if (busy(client)) return true;
       const status = transactionStatus(client);
       return !rollbackDirty && (status === 'T' || status === 'E');

@@ -19,6 +19,8 @@ const CLIENT_KEYS: ReadonlySet<string> = new Set([
   'user', 'database', 'password', 'port', 'host', 'connectionString', 'keepAlive', 'keepAliveInitialDelayMillis', 'stream',
   'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'query_timeout', 'ssl', 'types', 'options',
   'application_name', 'fallback_application_name', 'client_encoding', 'binary', 'parseInputDatesAsUTC', 'enableChannelBinding',
+  // Pipelined queries sit in pg's _sentQueryQueue, which busy() reads: a lease released mid-pipeline is destroyed.
+  'pipeline',
 ]);
 const ADAPTER_KEYS: ReadonlySet<string> = new Set(['resetOnRelease', 'dirtyRelease', 'queryTimeoutMs']);
 
