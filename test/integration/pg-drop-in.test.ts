@@ -83,8 +83,9 @@ describe('lifeguard/pg Pool: connect, release, query, end', () => {
     expect(await removed).toBe(client);
     const next = await pool.connect();
     expect(next).not.toBe(client);
+    const removedNext = new Promise((resolve) => pool.once('remove', resolve));
     next.release(new Error('done with it'));
-    await new Promise((resolve) => pool.once('remove', resolve));
+    await removedNext;
     expect(pool.totalCount).toBe(0);
   });
 
@@ -149,8 +150,9 @@ describe('lifeguard/pg Pool: events', () => {
     pool.on('release', (error: unknown, client: unknown) => seen.push(`release:${String(error)}:${client instanceof pg.Client}`));
     await pool.query('SELECT 1');
     const client = await pool.connect();
+    const removed = new Promise((resolve) => pool.once('remove', resolve));
     client.release(true);
-    await new Promise((resolve) => pool.once('remove', resolve));
+    await removed;
     expect(seen).toEqual(['connect:true', 'acquire:true', 'release:undefined:true', 'acquire:true', 'release:true:true', 'remove:true']);
   });
 
@@ -169,8 +171,10 @@ describe('lifeguard/pg Pool: events', () => {
     const quiet = makePool({ max: 1 });
     const c2 = await quiet.connect();
     c2.release();
+    // Listening first: the client can be gone before the admin query's answer arrives.
+    const removed = new Promise((resolve) => quiet.once('remove', resolve));
     await db.admin('SELECT pg_terminate_backend($1)', [pidOf(c2)]);
-    await new Promise((resolve) => quiet.once('remove', resolve));
+    await removed;
     expect((await quiet.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
   });
 });
