@@ -11,6 +11,8 @@ import type pg from 'pg';
 import pgConnectionString from 'pg-connection-string';
 import { InvalidPoolOptionError, POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError, type PoolOptions } from '../../index.js';
 import type { SessionLimitCheck } from './server-checks.js';
+// Multi-host (hosts, target_session_attrs): parsed in hosts.ts, wired in the marked blocks below.
+import { MULTI_HOST_KEYS, extractUrlHosts, resolveHosts, type MultiHostConfig, type ResolvedHosts } from './hosts.js';
 
 const parseConnectionString: (url: string) => Record<string, unknown> = pgConnectionString.parse;
 
@@ -40,7 +42,7 @@ export type PostgresClientConfig = Omit<pg.ClientConfig, 'connectionTimeoutMilli
  * (merged explicit > URL > `PG*` environment > defaults), the core pool options except
  * `adapter`, and the release policy below.
  */
-export interface PostgresPoolConfig extends PostgresClientConfig, Omit<PoolOptions<pg.Client>, 'adapter'> {
+export interface PostgresPoolConfig extends PostgresClientConfig, Omit<PoolOptions<pg.Client>, 'adapter'>, MultiHostConfig {
   /** On every release: 'rollback' rolls back an open transaction (instead of destroying the client), 'discard' also cleans the session. @default 'none' */
   readonly resetOnRelease?: ResetOnRelease;
   /** A client released inside a (possibly failed) transaction when resetOnRelease is 'none'. Busy or broken clients are always destroyed. @default 'destroy' */
@@ -305,6 +307,8 @@ export interface ResolvedPostgresConfig {
   readonly clientConfig: pg.ClientConfig;
   readonly poolOptions: Omit<PoolOptions<pg.Client>, 'adapter'>;
   readonly policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck };
+  /** The host walk (several hosts, or a target_session_attrs); undefined: one host, as pg connects. */
+  readonly hosts?: ResolvedHosts;
 }
 
 /** Split and validate `createPostgresPool`'s config; throws `InvalidPoolOptionError` naming the option. */
@@ -320,7 +324,7 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
     if (POOL_OPTION_NAMES.has(key)) poolOptions[key] = (config as Record<string, unknown>)[key];
     else if (key === 'connectionTimeoutMillis') {
       throw new InvalidPoolOptionError(key, 'Use the pool option `createTimeoutMs` instead of `connectionTimeoutMillis`: it bounds the whole create (connect, TLS, authentication)');
-    } else if (!CLIENT_KEYS.has(key) && !ADAPTER_KEYS.has(key)) {
+    } else if (!CLIENT_KEYS.has(key) && !ADAPTER_KEYS.has(key) && !MULTI_HOST_KEYS.has(key)) {
       throw new InvalidPoolOptionError(key, `Unknown option \`${key}\`: expected a pool option, a pg.ClientConfig field, or resetOnRelease/dirtyRelease/queryTimeoutMs`);
     }
   }
@@ -335,8 +339,13 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
     throw InvalidPoolOptionError.expected('queryTimeoutMs', `a number of milliseconds > 0 and <= ${MAX_TIMER_MS}`, config.queryTimeoutMs);
   }
   const createTimeoutMs = typeof config.createTimeoutMs === 'number' ? config.createTimeoutMs : POOL_DEFAULTS.createTimeoutMs;
-  const clientConfig = resolveClientConfig(config, createTimeoutMs);
+  // --- multi-host: pg's URL parser sees one host; the list and the target go to the host walk.
+  const urlHosts = typeof config.connectionString === 'string' ? extractUrlHosts(config.connectionString) : undefined;
+  const clientConfig = resolveClientConfig(urlHosts === undefined ? config : { ...config, connectionString: urlHosts.url }, createTimeoutMs);
+  const hosts = resolveHosts(config, urlHosts, urlHosts !== undefined && clientConfig.host !== undefined, createTimeoutMs);
+  // --- end multi-host
   return {
+    ...(hosts === undefined ? {} : { hosts }),
     clientConfig,
     poolOptions: poolOptions as Omit<PoolOptions<pg.Client>, 'adapter'>,
     policy: {
