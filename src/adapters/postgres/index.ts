@@ -10,6 +10,7 @@ import { createPool } from '../../index.js';
 import { resolvePostgresConfig, type PostgresPoolConfig } from './config.js';
 import { postgresAdapter } from './adapter.js';
 import { PostgresPoolImpl, type PostgresPool } from './postgres-pool.js';
+import { multiHostAdapter } from './host-select.js';
 
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveClientConfig } from './config.js';
@@ -18,6 +19,9 @@ export { TransactionRolledBackError, type IsolationLevel, type TransactionOption
 export type { PostgresPool, QueryCallback } from './postgres-pool.js';
 export { parsePgDuration, type SessionLimitCheck } from './server-checks.js';
 export { postgresAdapter } from './adapter.js';
+export { NoSuitableHostError, type HostAttempt, type HostRole } from './host-state.js';
+export { HOST_CHANNEL } from './host-select.js';
+export type { TargetSessionAttrs, LoadBalanceHosts, OnReadOnly, MultiHostConfig } from './hosts.js';
 
 /**
  * A pool of `pg.Client`s. Config: `pg.ClientConfig` fields and `connectionString`
@@ -27,6 +31,18 @@ export { postgresAdapter } from './adapter.js';
  */
 export function createPostgresPool(config: PostgresPoolConfig | string = {}): PostgresPool {
   const resolved = resolvePostgresConfig(config);
-  const adapter = postgresAdapter(resolved.clientConfig, resolved.policy);
+  const walk = resolved.hosts;
+  const adapter = walk === undefined
+    ? postgresAdapter(resolved.clientConfig, resolved.policy)
+    : multiHostAdapter(
+        // One host with a target: the host pg would connect to.
+        walk.hosts.length > 0 ? walk : { ...walk, hosts: [singleHost(resolved.clientConfig)] },
+        (address) => postgresAdapter({ ...resolved.clientConfig, ...address }, resolved.policy),
+      );
   return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }));
+}
+
+function singleHost(config: pg.ClientConfig): { host: string; port: number } {
+  const port = Number(config.port ?? process.env.PGPORT ?? 5432);
+  return { host: config.host ?? process.env.PGHOST ?? 'localhost', port: Number.isInteger(port) ? port : 5432 };
 }
