@@ -195,7 +195,7 @@ export class CreateLoop<T> {
     const startedAt = this.#clock.now();
     let made: T | undefined;
     // Deferred: the adapter calls it from inside a driver's event handler.
-    const evict = (): void => queueMicrotask(() => this.#evictInBackground(entry, made));
+    const evict = (reason: 'broken' | 'invalidated' = 'broken'): void => queueMicrotask(() => this.#evictInBackground(entry, made, reason === 'invalidated' ? 'invalidated' : 'broken'));
     const controller = new AbortController();
     const closeSignal = this.#closeSignal;
     const onClose = (): void => controller.abort(closeSignal.reason);
@@ -346,9 +346,9 @@ export class CreateLoop<T> {
   }
 
   /** An adapter reported that an idle resource died: destroy it now (a leased one is checked on release). */
-  #evictInBackground(entry: Entry<T>, resource: T | undefined): void {
+  #evictInBackground(entry: Entry<T>, resource: T | undefined, reason: 'broken' | 'invalidated'): void {
     if (resource === undefined || entry.resource !== resource || entry.state !== IDLE || this.#life.closing) return;
-    void this.#dispatcher[kDestroyEntry](entry, 'broken');
+    void this.#dispatcher[kDestroyEntry](entry, reason);
   }
 
   /** Destroy a resource that arrived after its attempt was given up (timeout or close). */

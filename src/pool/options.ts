@@ -9,8 +9,12 @@ export interface CreateContext {
   readonly signal: AbortSignal;
   /** 1 for the first attempt of a create, 2 for its first retry, … */
   readonly attempt: number;
-  /** The resource made by this call died in the background; safe to call any time, more than once. */
-  readonly evict: () => void;
+  /**
+   * The resource made by this call died in the background, or (`'invalidated'`) the adapter
+   * retired it, as `invalidate()` does for all: an idle one is destroyed now and counted under
+   * that reason. Safe to call any time, more than once.
+   */
+  readonly evict: (reason?: 'broken' | 'invalidated') => void;
 }
 
 /**

@@ -22,7 +22,7 @@ const hostChannel = channel(HOST_CHANNEL);
 interface Tag {
   readonly host: HostState;
   readonly generation: number;
-  readonly evict: () => void;
+  readonly evict: (reason?: 'broken' | 'invalidated') => void;
 }
 
 export interface MultiHostAdapter extends Adapter<pg.Client> {
@@ -68,7 +68,7 @@ export function multiHostAdapter(
 
   const retire = (host: HostState): void => {
     host.generation++;
-    for (const client of live.get(host)!) tags.get(client)?.evict();
+    for (const client of live.get(host)!) tags.get(client)?.evict('invalidated');
   };
 
   const observeRole = (host: HostState, role: HostRole): void => {
