@@ -11,6 +11,8 @@ import { resolvePostgresConfig, type PostgresPoolConfig } from './config.js';
 import { postgresAdapter } from './adapter.js';
 import { PostgresPoolImpl, type PostgresPool } from './postgres-pool.js';
 import { multiHostAdapter } from './host-select.js';
+import { registerHostView, withHosts, type HostView } from './host-metrics.js';
+import { accepts } from './host-state.js';
 
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveClientConfig } from './config.js';
@@ -21,6 +23,7 @@ export { parsePgDuration, type SessionLimitCheck } from './server-checks.js';
 export { postgresAdapter } from './adapter.js';
 export { NoSuitableHostError, type HostAttempt, type HostRole } from './host-state.js';
 export { HOST_CHANNEL } from './host-select.js';
+export { toHostPrometheusText, type HostHealth, type PostgresPoolHealth } from './host-metrics.js';
 export type { TargetSessionAttrs, LoadBalanceHosts, OnReadOnly, MultiHostConfig } from './hosts.js';
 
 /**
@@ -32,14 +35,19 @@ export type { TargetSessionAttrs, LoadBalanceHosts, OnReadOnly, MultiHostConfig 
 export function createPostgresPool(config: PostgresPoolConfig | string = {}): PostgresPool {
   const resolved = resolvePostgresConfig(config);
   const walk = resolved.hosts;
-  const adapter = walk === undefined
-    ? postgresAdapter(resolved.clientConfig, resolved.policy)
-    : multiHostAdapter(
-        // One host with a target: the host pg would connect to.
-        walk.hosts.length > 0 ? walk : { ...walk, hosts: [singleHost(resolved.clientConfig)] },
-        (address) => postgresAdapter({ ...resolved.clientConfig, ...address }, resolved.policy),
-      );
-  return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }));
+  if (walk === undefined) {
+    const adapter = postgresAdapter(resolved.clientConfig, resolved.policy);
+    return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }));
+  }
+  const adapter = multiHostAdapter(
+    // One host with a target: the host pg would connect to.
+    walk.hosts.length > 0 ? walk : { ...walk, hosts: [singleHost(resolved.clientConfig)] },
+    (address) => postgresAdapter({ ...resolved.clientConfig, ...address }, resolved.policy),
+  );
+  const view: HostView = { states: adapter.hostStates, accepts: (role) => accepts(walk.targetSessionAttrs, role), now: () => performance.now() };
+  const pool = new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), (health) => withHosts(health, view, walk.targetSessionAttrs));
+  registerHostView(pool, view);
+  return pool;
 }
 
 function singleHost(config: pg.ClientConfig): { host: string; port: number } {

@@ -31,10 +31,13 @@ export interface PostgresPool extends Pool<pg.Client> {
 
 export class PostgresPoolImpl implements PostgresPool {
   readonly #pool: Pool<pg.Client>;
+  /** Multi-host pools add `hosts` to the verdict (host-metrics.ts). */
+  readonly #health: (health: PoolHealth) => PoolHealth;
 
   /** `create` makes the core pool; events about it name this object, the one users hold. */
-  constructor(create: (face: Pool<pg.Client>) => Pool<pg.Client>) {
+  constructor(create: (face: Pool<pg.Client>) => Pool<pg.Client>, health: (health: PoolHealth) => PoolHealth = (h) => h) {
     this.#pool = create(this);
+    this.#health = health;
   }
 
   get closed(): boolean {
@@ -54,7 +57,7 @@ export class PostgresPoolImpl implements PostgresPool {
   }
 
   health(): PoolHealth {
-    return this.#pool.health();
+    return this.#health(this.#pool.health());
   }
 
   warmup(): Promise<void> {

@@ -1,0 +1,147 @@
+// The host walk against real servers (SCALE.md 4.11): MH3 the differential against libpq
+// (psql with target_session_attrs) for all six targets and every host order over a primary,
+// a hot standby and a primary fenced read-only; MH2 bad hosts skipped within their bound and
+// remembered; MH8 all hosts down, then one back; MH9 an authentication failure stops the walk.
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AcquireTimeoutError } from '../../src/index.js';
+import { createPostgresPool, NoSuitableHostError, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
+import { TARGET_SESSION_ATTRS } from '../../src/adapters/postgres/hosts.js';
+import { freePort } from '../integration/providers.js';
+import { Cluster, CountingProxy, libpqChoice, SKIP, type Node } from './cluster.js';
+
+let cluster: Cluster;
+let primary: Node;
+let standby: Node;
+let fenced: Node;
+const pools: PostgresPool[] = [];
+const proxies: CountingProxy[] = [];
+
+const hasPsql = ((): boolean => {
+  try {
+    execFileSync('psql', ['--version']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+function pool(config: PostgresPoolConfig): PostgresPool {
+  const made = createPostgresPool({ user: 'postgres', database: 'postgres', min: 0, max: 2, onError: () => {}, ...config });
+  pools.push(made);
+  return made;
+}
+
+async function proxy(target: number): Promise<CountingProxy> {
+  const made = await new CountingProxy(target).listen();
+  proxies.push(made);
+  return made;
+}
+
+const at = (port: number): string => `127.0.0.1:${port}`;
+
+function permutations<T>(items: T[]): T[][] {
+  if (items.length <= 1) return [items];
+  return items.flatMap((item, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]));
+}
+
+describe.skipIf(SKIP)('multi-host walk on a real primary, standby and fenced primary', () => {
+  beforeAll(async () => {
+    cluster = await Cluster.start(2);
+    [primary, standby, fenced] = cluster.nodes as [Node, Node, Node];
+    // pg3 leaves the cluster as a primary of its own, then is fenced read-only.
+    await cluster.promote(fenced);
+    await cluster.fence(fenced, true);
+    const { rows } = await fenced.query<{ r: string }>('SHOW default_transaction_read_only');
+    expect(rows[0]!.r).toBe('on');
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(pools.map((p) => p.close({ timeoutMs: 2000 }).catch(() => {})));
+    await Promise.all(proxies.map((p) => p.close()));
+    await cluster?.teardown();
+  }, 60_000);
+
+  it('MH3: lifeguard picks the server libpq picks, for 6 targets × 6 host orders', async () => {
+    if (!hasPsql) throw new Error('psql (postgresql-client) is needed for the differential test against libpq');
+    const names = new Map([[primary.port, 'primary'], [standby.port, 'standby'], [fenced.port, 'fenced']]);
+    const table: string[] = [];
+    const mismatches: string[] = [];
+    for (const target of TARGET_SESSION_ATTRS) {
+      for (const order of permutations([primary, standby, fenced])) {
+        const ports = order.map((n) => n.port);
+        const libpq = await libpqChoice(`host=${ports.map(() => '127.0.0.1').join(',')} port=${ports.join(',')} user=postgres dbname=postgres target_session_attrs=${target}`);
+        const p = pool({ hosts: ports.map(at), targetSessionAttrs: target, retry: { retries: 0 } });
+        let ours: string;
+        try {
+          ours = String((await p.query<{ p: number }>('SELECT inet_server_port() AS p')).rows[0]!.p);
+        } catch {
+          ours = 'error';
+        }
+        await p.close();
+        const label = (port: string): string => names.get(Number(port)) ?? port;
+        table.push(`${target.padEnd(14)} ${order.map((n) => names.get(n.port)).join(',').padEnd(24)} libpq=${label(libpq).padEnd(8)} lifeguard=${label(ours)}`);
+        if (ours !== libpq) mismatches.push(table.at(-1)!);
+      }
+    }
+    console.log(`[multihost] MH3 differential (36 cases):\n${table.join('\n')}`);
+    expect(mismatches).toEqual([]);
+  }, 120_000);
+
+  it('MH2: a refused host and a blackholed one cost one bound each, then are skipped within hostRecheckMs', async () => {
+    const refused = await proxy(await freePort());
+    const blackhole = await proxy(primary.port);
+    blackhole.blackhole = true;
+    const boundMs = 500;
+    const p = pool({ hosts: [at(refused.port), at(blackhole.port), at(primary.port)], hostConnectTimeoutMs: boundMs, createTimeoutMs: 5000 });
+    const started = performance.now();
+    const first = await p.acquire();
+    const firstMs = performance.now() - started;
+    expect(firstMs).toBeLessThan(2 * boundMs + 100 + 200); // 200 ms: the primary's own connect on a shared machine
+    expect([refused.connections, blackhole.connections]).toEqual([1, 1]);
+    const second = await p.acquire();
+    expect([refused.connections, blackhole.connections]).toEqual([1, 1]);
+    expect(p.stats().size).toBe(2);
+    console.log(`[multihost] MH2 first create ${Math.round(firstMs)} ms (bound ${boundMs} ms per host); second create: 0 connects to the bad hosts`);
+    await first.release();
+    await second.release();
+  });
+
+  it('MH9: an authentication failure on the first host fails the create at once, without trying the second', async () => {
+    const second = await proxy(standby.port);
+    const p = pool({ hosts: [at(primary.port), at(second.port)], user: 'no_such_role', acquireTimeoutMs: 5000 });
+    const started = performance.now();
+    const error = await p.acquire().then(() => undefined, (e: unknown) => e);
+    const ms = performance.now() - started;
+    expect((error as { code?: string }).code ?? ((error as Error).cause as { code?: string })?.code).not.toBe('POOL_ACQUIRE_TIMEOUT');
+    expect(JSON.stringify({ message: (error as Error).message, cause: String((error as Error).cause) })).toMatch(/no_such_role|28000/);
+    expect(ms).toBeLessThan(1000);
+    expect(second.connections).toBe(0);
+    console.log(`[multihost] MH9 failed in ${Math.round(ms)} ms, second host connects: ${second.connections}`);
+  });
+
+  it('MH8: all hosts down: NoSuitableHostError with one attempt per host; back within 2 s of a host returning', async () => {
+    const dead = await freePort();
+    const a = await proxy(dead);
+    const b = await proxy(dead);
+    const p = pool({ hosts: [at(a.port), at(b.port)], targetSessionAttrs: 'read-write', acquireTimeoutMs: 1500, hostConnectTimeoutMs: 500 });
+    const error = await p.acquire().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(AcquireTimeoutError);
+    const cause = (error as AcquireTimeoutError).cause;
+    expect(cause).toBeInstanceOf(NoSuitableHostError);
+    expect((cause as NoSuitableHostError).attempts.map((x) => x.host)).toEqual([at(a.port), at(b.port)]);
+    // Each create tries each host once: connects per host = creates, equal on both.
+    expect(a.connections).toBe(b.connections);
+    expect(a.connections).toBeLessThanOrEqual(p.stats().createFailed);
+    const downSince = performance.now();
+    while (performance.now() - downSince < 3000) await new Promise((r) => setTimeout(r, 100));
+    const creates = p.stats().createFailed;
+    b.target = primary.port;
+    const back = performance.now();
+    const lease = await p.acquire({ timeoutMs: 5000 });
+    const recoveryMs = performance.now() - back;
+    await lease.release();
+    console.log(`[multihost] MH8 ${creates} failed creates in ~4.5 s, connects per host ${a.connections}/${b.connections}; recovery ${Math.round(recoveryMs)} ms after a host returned`);
+    expect(recoveryMs).toBeLessThan(2000);
+  }, 30_000);
+});
