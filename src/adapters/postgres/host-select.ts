@@ -123,7 +123,7 @@ export function multiHostAdapter(
     } catch (error) {
       // A role check that failed or ran out of time leaves the protocol state unknown.
       if (client !== undefined) hardClose(client);
-      return { error: bound.aborted && !ctx.signal.aborted ? new Error(`connect to ${host.key} timed out after ${Math.ceil(config.hostConnectTimeoutMs)} ms`) : error, timedOut: bound.aborted };
+      return { error: bound.aborted && !ctx.signal.aborted ? Object.assign(new Error(`connect to ${host.key} timed out after ${Math.ceil(config.hostConnectTimeoutMs)} ms (hostConnectTimeoutMs)`, { cause: error }), { code: 'ETIMEDOUT' }) : error, timedOut: bound.aborted };
     }
   }
 
@@ -159,7 +159,7 @@ export function multiHostAdapter(
             attempts.push({ host: host.key, error });
             // libpq and pgx: a refused login or an unknown database is the same on every host.
             if (STOPS_WALK(error)) throw error;
-            allFatal = false;
+            if (adapters.get(host)!.isRetryable?.(error) !== false) allFatal = false;
             continue;
           }
           if (host.failures > 0) publish(host, 'down', 'up');
