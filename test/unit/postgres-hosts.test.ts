@@ -150,7 +150,7 @@ describe('the walk rules (libpq semantics)', () => {
     expect(roleFromParams(new Map([['default_transaction_read_only', 'off']]))).toBeUndefined();
   });
 
-  it('suspect: in backoff, or a refused role seen within hostRecheckMs', () => {
+  it('suspect: in backoff, or a failure or a refused role seen within hostRecheckMs', () => {
     const host = newHostState({ host: 'a', port: 1 });
     expect(isSuspect(host, 'read-write', 0, 10_000)).toBe(false);
     host.role = 'standby';
@@ -160,6 +160,11 @@ describe('the walk rules (libpq semantics)', () => {
     expect(isSuspect(host, 'standby', 5, 10_000)).toBe(false);
     host.downUntil = 20_000;
     expect(isSuspect(host, 'standby', 19_999, 10_000)).toBe(true);
+    host.downUntil = 0;
+    host.failures = 1;
+    host.failedAt = 30_000;
+    expect(isSuspect(host, 'standby', 39_999, 10_000)).toBe(true);
+    expect(isSuspect(host, 'standby', 40_000, 10_000)).toBe(false);
   });
 
   it('backoff: 250 ms doubling to 5 s, times [1, 2)', () => {

@@ -83,6 +83,7 @@ export function multiHostAdapter(
   const recordFailure = (host: HostState, error: unknown, timedOut: boolean): void => {
     const wasUp = host.failures === 0;
     host.failures++;
+    host.failedAt = now();
     host.downUntil = now() + hostBackoffMs(host.failures);
     host.lastError = error;
     host.counters.connectFailures[failureReason(error, timedOut)]++;

@@ -17,6 +17,8 @@ export interface HostState {
   /** Monotonic ms of the last role observation. */
   roleAt: number;
   failures: number;
+  /** Monotonic ms of the last connect failure. */
+  failedAt: number;
   downUntil: number;
   lastError: unknown;
   generation: number;
@@ -35,6 +37,7 @@ export function newHostState(address: HostAddress): HostState {
     role: 'unknown',
     roleAt: -Infinity,
     failures: 0,
+    failedAt: -Infinity,
     downUntil: -Infinity,
     lastError: undefined,
     generation: 0,
@@ -76,9 +79,13 @@ export function hostBackoffMs(failures: number, random: () => number = Math.rand
   return Math.min(5000, 250 * 2 ** Math.max(0, failures - 1)) * (1 + random());
 }
 
-/** A host is suspect while it is in backoff or known to have a role the target refuses (for hostRecheckMs). */
+/**
+ * A host is suspect (tried after all the others) while it is in backoff, or for hostRecheckMs
+ * after it failed or showed a role the target refuses, as pgjdbc's host status tracker does.
+ */
 export function isSuspect(host: HostState, target: TargetSessionAttrs, now: number, recheckMs: number): boolean {
   if (host.downUntil > now) return true;
+  if (host.failures > 0 && now - host.failedAt < recheckMs) return true;
   return host.role !== 'unknown' && !accepts(target, host.role) && now - host.roleAt < recheckMs;
 }
 
