@@ -12,7 +12,7 @@ import type { AdapterCalls } from './adapter-calls.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import type { Clock, ClockTimer } from './clock.js';
 import { kDeliver, kDestroyEntry, kPump, type Dispatcher } from './dispatcher.js';
-import { CREATING, IDLE, RESETTING, type Entry, type EntryTable } from './entry.js';
+import { CREATING, DESTROYED, DESTROYING, IDLE, RESETTING, type Entry, type EntryTable } from './entry.js';
 import { CreateResourceError, CreateTimeoutError } from './errors.js';
 import { channels } from './events.js';
 import type { PoolLifecycle } from './lifecycle.js';
@@ -195,7 +195,13 @@ export class CreateLoop<T> {
     const startedAt = this.#clock.now();
     let made: T | undefined;
     // Deferred: the adapter calls it from inside a driver's event handler.
-    const evict = (reason: 'broken' | 'invalidated' = 'broken'): void => queueMicrotask(() => this.#evictInBackground(entry, made, reason === 'invalidated' ? 'invalidated' : 'broken'));
+    const evict = (reason: 'broken' | 'invalidated' = 'broken'): void => {
+      // Retired now, as invalidate() retires: a leased one is destroyed on return as 'invalidated'.
+      if (reason === 'invalidated' && made !== undefined && entry.resource === made && entry.state !== CREATING && entry.state !== DESTROYING && entry.state !== DESTROYED) {
+        entry.expiresAt = -Infinity;
+      }
+      queueMicrotask(() => this.#evictInBackground(entry, made, reason === 'invalidated' ? 'invalidated' : 'broken'));
+    };
     const controller = new AbortController();
     const closeSignal = this.#closeSignal;
     const onClose = (): void => controller.abort(closeSignal.reason);

@@ -203,6 +203,7 @@ describe.skipIf(SKIP)('multi-host walk on a real primary, standby and fenced pri
     expect(anyHosts[0]!.role).toBe('primary');
     expect(standbyHosts[0]).toMatchObject({ role: 'primary', connections: 0 });
     expect(s.size).toBe(0);
+    expect(s.destroyedByReason.invalidated).toBe(2);
     const error = await standbyPool.acquire({ timeoutMs: 1000 }).then(() => undefined, (e: unknown) => e);
     expect((error as Error).cause).toBeInstanceOf(NoSuitableHostError);
   }, 30_000);

@@ -1,6 +1,7 @@
 // CreateContext.evict(reason): an adapter that retires some of its resources itself (the
 // PostgreSQL adapter retiring one host's connections) gets them counted as `invalidated`,
-// like pool.invalidate(), not as `broken`; the default stays `broken`.
+// like pool.invalidate(), not as `broken`, idle ones at once and leased ones on return; the
+// default stays `broken` (the adapter's isBroken decides for a leased one).
 import { describe, expect, it } from 'vitest';
 import { createPool, type CreateContext } from '../../src/index.js';
 import { flush, VirtualClock } from '../support/virtual-clock.js';
@@ -39,7 +40,7 @@ describe('evict(reason)', () => {
     await pool.close();
   });
 
-  it('a leased resource is left alone by evict (the adapter reports it through isBroken on return)', async () => {
+  it("evict('invalidated') on a leased resource leaves the lease alone and destroys it on return, counted as invalidated", async () => {
     const { pool, evicts, destroyed } = poolWithEvicts();
     const lease = await pool.acquire();
     evicts[0]!('invalidated');
@@ -47,6 +48,23 @@ describe('evict(reason)', () => {
     expect(destroyed).toEqual([]);
     expect(pool.stats()).toMatchObject({ leased: 1, size: 1 });
     await lease.release();
+    await flush();
+    expect(destroyed).toEqual([0]);
+    expect(pool.stats().destroyedByReason).toMatchObject({ invalidated: 1, broken: 0 });
+    const next = await pool.acquire();
+    expect(next.resource.id).toBe(1);
+    await next.release();
+    await pool.close();
+  });
+
+  it('evict() (broken) on a leased resource leaves it to the adapter: returned healthy, it is reused', async () => {
+    const { pool, evicts, destroyed } = poolWithEvicts();
+    const lease = await pool.acquire();
+    evicts[0]!();
+    await flush();
+    await lease.release();
+    expect(destroyed).toEqual([]);
+    expect(pool.stats()).toMatchObject({ idle: 1, size: 1 });
     await pool.close();
   });
 });

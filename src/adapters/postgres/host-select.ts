@@ -194,8 +194,8 @@ export function multiHostAdapter(
     },
 
     isBroken(client) {
-      const tag = tags.get(client);
-      if (tag !== undefined && tag.generation !== tag.host.generation) return true;
+      // A retired host's clients need no check here: evict('invalidated') marked each one
+      // expired at once, so the core destroys it on return counted as invalidated.
       return adapterOf(client).isBroken?.(client) ?? false;
     },
 
