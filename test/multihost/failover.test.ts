@@ -7,7 +7,7 @@
 // after close().
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPostgresPool, HOST_CHANNEL, toHostPrometheusText, type PostgresPool, type PostgresPoolHealth } from '../../src/adapters/postgres/index.js';
+import { createPostgresPool, HOST_CHANNEL, instrumentHosts, toHostPrometheusText, type PostgresPool, type PostgresPoolHealth } from '../../src/adapters/postgres/index.js';
 import { Cluster, SKIP, type Node } from './cluster.js';
 
 let cluster: Cluster;
@@ -59,6 +59,26 @@ function writeLoad(pool: PostgresPool, writers: number): { outcomes: Outcome[]; 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A meter that records what the host instruments report, collected on demand. */
+function recordingMeter() {
+  const observed: Array<{ name: string; value: number; attributes: Record<string, string> }> = [];
+  const added: Array<{ name: string; value: number; attributes: Record<string, string> }> = [];
+  let callback: ((result: { observe(o: unknown, v: number, a?: Record<string, string>): void }) => void) | undefined;
+  const meter = {
+    createCounter: (name: string) => ({ add: (value: number, attributes: Record<string, string> = {}) => added.push({ name, value, attributes }) }),
+    createHistogram: () => ({ record: () => {} }),
+    createObservableUpDownCounter: (name: string) => ({ name }),
+    addBatchObservableCallback: (cb: typeof callback) => {
+      callback = cb;
+    },
+    removeBatchObservableCallback: () => {
+      callback = undefined;
+    },
+  };
+  const collect = (): void => callback?.({ observe: (o, value, attributes = {}) => observed.push({ name: (o as { name: string }).name, value, attributes }) });
+  return { meter, observed, added, collect };
+}
+
 describe.skipIf(SKIP)('multi-host failover under load', () => {
   beforeAll(async () => {
     cluster = await Cluster.start(1);
@@ -75,10 +95,16 @@ describe.skipIf(SKIP)('multi-host failover under load', () => {
 
   it('MH5 + MH10: crash pg1, promote pg2 1 s later, rebuild pg1 as a standby: writes resume, never on a standby', async () => {
     const hosts = [`127.0.0.1:${pg1.port}`, `127.0.0.1:${pg2.port}`];
+    const reported: string[] = [];
     const pool = createPostgresPool({
       hosts, targetSessionAttrs: 'read-write', user: 'postgres', database: 'postgres', max: 8,
-      acquireTimeoutMs: 10_000, retry: { maxTimeoutMs: 500 }, circuitBreaker: false, onError: () => {},
+      acquireTimeoutMs: 10_000, retry: { maxTimeoutMs: 500 }, circuitBreaker: false,
+      onError: (error) => {
+        if ((error as { code?: string }).code === 'POOL_HOST_ROLE_CHANGED') reported.push((error as Error).message);
+      },
     });
+    const otel = recordingMeter();
+    const instruments = instrumentHosts(pool, { meter: otel.meter, poolName: 'writes' });
     const load = writeLoad(pool, 8);
     await sleep(1000);
     const before = (pool.health() as PostgresPoolHealth).hosts!;
@@ -98,6 +124,8 @@ describe.skipIf(SKIP)('multi-host failover under load', () => {
     await load.stop();
     const metrics = toHostPrometheusText([{ pool, name: 'writes' }]);
     const after = (pool.health() as PostgresPoolHealth).hosts!;
+    otel.collect();
+    instruments.stop();
     await pool.close();
 
     const o = load.outcomes;
@@ -131,6 +159,15 @@ describe.skipIf(SKIP)('multi-host failover under load', () => {
     const labels = new Set([...metrics.matchAll(/host="([^"]+)"/g)].map((m) => m[1]));
     expect([...labels].sort()).toEqual([...hosts].sort());
     expect(metrics).toContain(`lifeguard_pg_host_up{pool_name="writes",host="${hosts[1]}"} 1`);
+    // OpenTelemetry: one connections series per host, failures with bounded attributes.
+    expect(otel.observed.filter((x) => x.name === 'lifeguard.pg.host.connections').map((x) => `${x.attributes['server.address']}:${x.attributes['server.port']}`)).toEqual(hosts);
+    expect(otel.observed.find((x) => x.attributes['server.port'] === String(pg2.port))).toMatchObject({ value: after[1]!.connections, attributes: { 'db.postgresql.role': 'primary' } });
+    const failed = otel.added.filter((x) => x.name === 'lifeguard.pg.host.connect_failures');
+    expect(failed.some((x) => x.attributes['server.port'] === String(pg1.port) && x.attributes['error.type'] === 'refused')).toBe(true);
+    expect(failed.some((x) => x.attributes['server.port'] === String(pg2.port) && x.attributes['error.type'] === 'wrong_role')).toBe(true);
+    // One onError per host transition: pg2 standby -> primary (pg1 was not seen again as a standby).
+    expect(reported).toContain(`PostgreSQL host ${hosts[1]} changed role from standby to primary`);
+    expect(new Set(reported).size).toBe(reported.length);
     const pg1Events = events.filter((e) => e.host === hosts[0]).map((e) => `${e.from}>${e.to}`);
     expect(pg1Events.slice(0, 2)).toEqual(['unknown>primary', 'up>down']);
     expect(events.filter((e) => e.host === hosts[1]).map((e) => `${e.from}>${e.to}`)).toContain('standby>primary');
@@ -172,7 +209,7 @@ describe.skipIf(SKIP)('multi-host failover under load', () => {
     const afterPromote = o.filter((x) => x.at > promoted + 1000);
     const firstOnPg1 = o.find((x) => x.port === pg1.port);
     console.log(
-      `[multihost] MH6 25006 ${ro} (leased at the switch ${leasedAtSwitch}), other errors ${otherErrors}; first write on pg1 ${firstOnPg1 === undefined ? 'never' : `promote +${Math.round(firstOnPg1.at - promoted)} ms`} ` +
+      `[multihost] MH6 25006 ${ro} (leased at the switch ${leasedAtSwitch}), other errors ${otherErrors}; first write on pg1 ${firstOnPg1 === undefined ? 'never' : `promote ${Math.round(firstOnPg1.at - promoted) >= 0 ? '+' : ''}${Math.round(firstOnPg1.at - promoted)} ms`} ` +
         `(promote took ${Math.round(promoted - promoteStart)} ms); destroyed ${JSON.stringify(stats.destroyedByReason)}; hosts ${JSON.stringify(hostsAfter.map((h) => [h.host, h.state, h.role, h.connections]))}`,
     );
     expect(ro).toBeLessThanOrEqual(4);

@@ -4,7 +4,7 @@
  * ({@link toHostPrometheusText}), which a `/metrics` handler appends to `toPrometheusText`'s.
  * Label values come from the configured host list, so cardinality is bounded by it.
  */
-import type { PoolHealth } from '../../index.js';
+import type { BatchObservableResultLike, MeterLike, PoolHealth } from '../../index.js';
 import type { HostRole, HostState } from './host-state.js';
 
 /** One configured host, as `health().hosts` reports it. */
@@ -95,4 +95,36 @@ export function toHostPrometheusText(pools: ReadonlyArray<{ readonly pool: objec
   family('lifeguard_pg_host_connect_failed_total', 'counter', 'Connects to the host that failed or reached a session of the wrong role, by reason.', each((l, h) => REASONS.map(([k, r]) => `lifeguard_pg_host_connect_failed_total{${l},reason="${r}"} ${h.counters.connectFailures[k]}`)));
   family('lifeguard_pg_host_role_changes_total', 'counter', 'Role changes observed on the host (promotion, demotion, fencing).', each((l, h) => [`lifeguard_pg_host_role_changes_total{${l}} ${h.counters.roleChanges}`]));
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * OpenTelemetry instruments for a multi-host pool's hosts, beside `instrumentPool`'s (whose
+ * sums stay per pool): `lifeguard.pg.host.connections` (asynchronous UpDownCounter) and
+ * `lifeguard.pg.host.connect_failures` (Counter, `error.type` = reason), each with
+ * `server.address`, `server.port` and `db.postgresql.role`. Failures are counted from the
+ * hosts' own counters at each collection, so nothing runs between collections.
+ * Returns `stop()`; a pool without a host walk gets a no-op.
+ */
+export function instrumentHosts(pool: object, options: { readonly meter: MeterLike; readonly poolName: string }): { stop(): void } {
+  const view = views.get(pool);
+  if (view === undefined) return { stop() {} };
+  const { meter, poolName } = options;
+  const connections = meter.createObservableUpDownCounter('lifeguard.pg.host.connections', { description: 'Live pool connections per configured host', unit: '{connection}' });
+  const failures = meter.createCounter('lifeguard.pg.host.connect_failures', { description: 'Failed connects, or sessions of an unwanted role, per configured host', unit: '{connect}' });
+  const reported = new Map<HostState, Record<string, number>>();
+  const callback = (result: BatchObservableResultLike): void => {
+    for (const h of view.states) {
+      const attributes = { 'db.client.connection.pool.name': poolName, 'server.address': h.address.host, 'server.port': String(h.address.port), 'db.postgresql.role': h.role };
+      result.observe(connections, h.connections, attributes);
+      const seen = reported.get(h) ?? {};
+      for (const [key, reason] of REASONS) {
+        const delta = h.counters.connectFailures[key] - (seen[key] ?? 0);
+        if (delta > 0) failures.add(delta, { ...attributes, 'error.type': reason });
+        seen[key] = h.counters.connectFailures[key];
+      }
+      reported.set(h, seen);
+    }
+  };
+  meter.addBatchObservableCallback(callback, [connections]);
+  return { stop: () => meter.removeBatchObservableCallback(callback, [connections]) };
 }

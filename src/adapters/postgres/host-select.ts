@@ -7,7 +7,7 @@
  */
 import { channel } from 'node:diagnostics_channel';
 import type pg from 'pg';
-import type { Adapter, CreateContext } from '../../index.js';
+import { PoolError, type Adapter, type CreateContext } from '../../index.js';
 import type { ResolvedHosts } from './hosts.js';
 import { hardClose, internals, state } from './client-state.js';
 import {
@@ -53,7 +53,7 @@ async function queryRole(client: pg.Client): Promise<HostRole> {
 export function multiHostAdapter(
   config: ResolvedHosts,
   perHost: (address: { host: string; port: number }) => Adapter<pg.Client>,
-  options: { poolName?: string; now?: () => number } = {},
+  options: { poolName?: string; now?: () => number; onError?: ((error: unknown) => void) | undefined } = {},
 ): MultiHostAdapter {
   const now = options.now ?? (() => performance.now());
   const hosts = config.hosts.map(newHostState);
@@ -76,8 +76,11 @@ export function multiHostAdapter(
     if (role === host.role) return;
     const from = host.role;
     host.role = role;
-    if (from !== 'unknown') host.counters.roleChanges++;
     publish(host, from, role);
+    if (from === 'unknown') return;
+    host.counters.roleChanges++;
+    // Once per host transition, not per connection: a failover is news, its fallout is not.
+    options.onError?.(new PoolError(`PostgreSQL host ${host.key} changed role from ${from} to ${role}`, 'POOL_HOST_ROLE_CHANGED'));
   };
 
   const recordFailure = (host: HostState, error: unknown, timedOut: boolean): void => {

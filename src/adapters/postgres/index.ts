@@ -23,7 +23,7 @@ export { parsePgDuration, type SessionLimitCheck } from './server-checks.js';
 export { postgresAdapter } from './adapter.js';
 export { NoSuitableHostError, type HostAttempt, type HostRole } from './host-state.js';
 export { HOST_CHANNEL } from './host-select.js';
-export { toHostPrometheusText, type HostHealth, type PostgresPoolHealth } from './host-metrics.js';
+export { instrumentHosts, toHostPrometheusText, type HostHealth, type PostgresPoolHealth } from './host-metrics.js';
 export type { TargetSessionAttrs, LoadBalanceHosts, OnReadOnly, MultiHostConfig } from './hosts.js';
 
 /**
@@ -43,6 +43,7 @@ export function createPostgresPool(config: PostgresPoolConfig | string = {}): Po
     // One host with a target: the host pg would connect to.
     walk.hosts.length > 0 ? walk : { ...walk, hosts: [singleHost(resolved.clientConfig)] },
     (address) => postgresAdapter({ ...resolved.clientConfig, ...address }, resolved.policy),
+    { onError: resolved.policy.sessionLimits?.warn },
   );
   const view: HostView = { states: adapter.hostStates, accepts: (role) => accepts(walk.targetSessionAttrs, role), now: () => performance.now() };
   const pool = new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), (health) => withHosts(health, view, walk.targetSessionAttrs));
