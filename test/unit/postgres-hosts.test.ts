@@ -179,3 +179,20 @@ describe('the walk rules (libpq semantics)', () => {
     expect(error.message).toBe('No host accepted a read-write session: a:1 refused, b:2 standby');
   });
 });
+
+describe('lifeguard/pg (the pg.Pool drop-in) connects to one host', () => {
+  it('refuses a multi-host URL or hosts instead of silently using the first host', async () => {
+    const { Pool } = await import('../../src/adapters/pg/index.js');
+    for (const config of [{ connectionString: `postgres://u:${SECRET}@a,b/db` }, { hosts: ['a', 'b'] }, { connectionString: 'postgres://a/db?target_session_attrs=read-write' }]) {
+      let thrown: unknown;
+      try {
+        new Pool(config as never);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(InvalidPoolOptionError);
+      expect((thrown as InvalidPoolOptionError).option).toBe('hosts');
+      expect((thrown as Error).message).not.toContain(SECRET);
+    }
+  });
+});

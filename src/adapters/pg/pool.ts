@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import {
-  AcquireTimeoutError, CreateResourceError, PoolClosedError, createPool,
+  AcquireTimeoutError, CreateResourceError, InvalidPoolOptionError, PoolClosedError, createPool,
   type AcquireOptions, type Lease, type PoolHealth, type PoolStats,
 } from '../../index.js';
 import { postgresAdapter } from '../postgres/adapter.js';
@@ -66,6 +66,10 @@ class Pool extends pg.Pool {
   constructor(config?: PoolConfig) {
     const { config: postgresConfig, policy } = resolveDropInConfig(config);
     const resolved = resolvePostgresConfig(postgresConfig);
+    // The drop-in makes pg's own clients to one server; connecting to the first of several silently would hide the list.
+    if (resolved.hosts !== undefined) {
+      throw new InvalidPoolOptionError('hosts', 'lifeguard/pg connects to one host: for several hosts or target_session_attrs use createPostgresPool from lifeguard/postgres');
+    }
     // pg-pool's constructor only records its options (defaults applied, the password hidden): `pool.options`.
     super(config === undefined || config === null ? undefined : ({ ...config } as pg.PoolConfig));
     this.#policy = policy;

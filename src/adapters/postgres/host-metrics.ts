@@ -13,6 +13,7 @@ export interface HostHealth {
   readonly host: string;
   /** up: the last connect worked and its role is wanted; wrong-role: reachable, role not wanted; down: in connect backoff; unknown: never tried. */
   readonly state: 'up' | 'down' | 'wrong-role' | 'unknown';
+  /** The role last seen (it may be stale while the host is down: see lastCheckedAgoMs). */
   readonly role: HostRole;
   /** Live pool connections to this host. */
   readonly connections: number;
@@ -97,6 +98,12 @@ export function toHostPrometheusText(pools: ReadonlyArray<{ readonly pool: objec
   return `${out.join('\n')}\n`;
 }
 
+/** What {@link instrumentHosts} returns. */
+export interface HostInstrumentation {
+  /** Unregister the callback: the host instruments stop reporting. */
+  stop(): void;
+}
+
 /**
  * OpenTelemetry instruments for a multi-host pool's hosts, beside `instrumentPool`'s (whose
  * sums stay per pool): `lifeguard.pg.host.connections` (asynchronous UpDownCounter) and
@@ -105,7 +112,7 @@ export function toHostPrometheusText(pools: ReadonlyArray<{ readonly pool: objec
  * hosts' own counters at each collection, so nothing runs between collections.
  * Returns `stop()`; a pool without a host walk gets a no-op.
  */
-export function instrumentHosts(pool: object, options: { readonly meter: MeterLike; readonly poolName: string }): { stop(): void } {
+export function instrumentHosts(pool: object, options: { readonly meter: MeterLike; readonly poolName: string }): HostInstrumentation {
   const view = views.get(pool);
   if (view === undefined) return { stop() {} };
   const { meter, poolName } = options;

@@ -6,7 +6,7 @@
 import { PoolError } from '../../index.js';
 import type { HostAddress, TargetSessionAttrs } from './hosts.js';
 
-/** 'read-only': not in recovery, but default_transaction_read_only is on (a fenced primary). */
+/** A server's role as last seen; 'read-only': not in recovery, but default_transaction_read_only is on (a fenced primary). */
 export type HostRole = 'unknown' | 'primary' | 'standby' | 'read-only';
 export type ConnectFailureReason = 'refused' | 'timeout' | 'auth' | 'wrong-role' | 'other';
 
@@ -89,15 +89,21 @@ export function isSuspect(host: HostState, target: TargetSessionAttrs, now: numb
   return host.role !== 'unknown' && !accepts(target, host.role) && now - host.roleAt < recheckMs;
 }
 
+/** One host tried by a create that found no suitable host. */
 export interface HostAttempt {
+  /** 'host:port' ('[v6]:port'), as configured. */
   readonly host: string;
+  /** Why the connect failed; absent when it worked but the role was not wanted. */
   readonly error?: unknown;
+  /** The role the host showed, when the connect worked. */
   readonly role?: HostRole;
 }
 
 /** No configured host gave a session of the wanted kind: one attempt per host tried, in order. */
 export class NoSuitableHostError extends PoolError {
+  /** One entry per host tried, in the order tried. */
   readonly attempts: readonly HostAttempt[];
+  /** The target no host met. */
   readonly targetSessionAttrs: TargetSessionAttrs;
   /** False when every host failed in a way a retry cannot fix. */
   readonly retryable: boolean;

@@ -6,9 +6,20 @@
  */
 import { InvalidPoolOptionError } from '../../index.js';
 
+/** libpq's target_session_attrs: which kind of server a new connection must reach. */
 export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
+/** libpq's load_balance_hosts: 'random' shuffles the host list for every new connection. */
 export type LoadBalanceHosts = 'disable' | 'random';
+/** What a 25006 (read-only transaction) does: retire every connection to that host, or only the one. */
 export type OnReadOnly = 'invalidate-host' | 'destroy';
+
+/** One server of {@link MultiHostConfig.hosts} as an object. */
+export interface HostEntry {
+  /** A host name, an IP address or a Unix socket directory. */
+  readonly host: string;
+  /** @default 5432 */
+  readonly port?: number;
+}
 
 export const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = ['any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'];
 const LOAD_BALANCE: readonly LoadBalanceHosts[] = ['disable', 'random'];
@@ -16,7 +27,7 @@ const LOAD_BALANCE: readonly LoadBalanceHosts[] = ['disable', 'random'];
 /** The options a user gives for multiple hosts (part of `PostgresPoolConfig`). */
 export interface MultiHostConfig {
   /** Servers to try, in order. Overrides `host`/`port`. Strings are 'host', 'host:port', '[v6]:port', or a Unix socket directory. */
-  readonly hosts?: ReadonlyArray<string | { host: string; port?: number }>;
+  readonly hosts?: ReadonlyArray<string | HostEntry>;
   /** libpq's target_session_attrs: which server a new connection must reach. @default 'any' */
   readonly targetSessionAttrs?: TargetSessionAttrs;
   /** libpq's load_balance_hosts: 'random' shuffles the host list for every create. @default 'disable' */

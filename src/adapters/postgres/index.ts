@@ -23,8 +23,8 @@ export { parsePgDuration, type SessionLimitCheck } from './server-checks.js';
 export { postgresAdapter } from './adapter.js';
 export { NoSuitableHostError, type HostAttempt, type HostRole } from './host-state.js';
 export { HOST_CHANNEL } from './host-select.js';
-export { instrumentHosts, toHostPrometheusText, type HostHealth, type PostgresPoolHealth } from './host-metrics.js';
-export type { TargetSessionAttrs, LoadBalanceHosts, OnReadOnly, MultiHostConfig } from './hosts.js';
+export { instrumentHosts, toHostPrometheusText, type HostHealth, type HostInstrumentation, type PostgresPoolHealth } from './host-metrics.js';
+export type { TargetSessionAttrs, LoadBalanceHosts, OnReadOnly, MultiHostConfig, HostEntry } from './hosts.js';
 
 /**
  * A pool of `pg.Client`s. Config: `pg.ClientConfig` fields and `connectionString`
