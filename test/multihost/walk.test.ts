@@ -177,6 +177,24 @@ describe.skipIf(SKIP)('multi-host walk on a real primary, standby and fenced pri
     expect(ms).toBeLessThanOrEqual(recheckMs + 1000);
   }, 30_000);
 
+  it("a 25006 from the caller's own READ ONLY transaction retires nothing (the session says it can write)", async () => {
+    const p = pool({ hosts: [at(primary.port), at(standby.port)], targetSessionAttrs: 'read-write', max: 2 });
+    const error = await p.withConnection(async (client) => {
+      await client.query('BEGIN READ ONLY');
+      try {
+        return await client.query('CREATE TABLE never_made (i int)').then(() => undefined, (e: unknown) => e);
+      } finally {
+        await client.query('ROLLBACK');
+      }
+    });
+    expect((error as { code?: string }).code).toBe('25006');
+    await p.query('SELECT 1');
+    const s = p.stats();
+    expect(s.created).toBe(1);
+    expect(s.destroyedByReason.invalidated + s.destroyedByReason.broken).toBe(0);
+    expect((p.health() as PostgresPoolHealth).hosts![0]).toMatchObject({ role: 'primary', state: 'up', connections: 1 });
+  });
+
   it('MH7: a standby promoted under open connections: `any` keeps them (role from ParameterStatus), `standby` retires them', async () => {
     const anyPool = pool({ hosts: [at(standby.port), at(primary.port)], max: 2 });
     const standbyPool = pool({ hosts: [at(standby.port)], targetSessionAttrs: 'standby', max: 2 });

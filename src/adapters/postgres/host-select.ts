@@ -21,6 +21,7 @@ const hostChannel = channel(HOST_CHANNEL);
 
 interface Tag {
   readonly host: HostState;
+  /** The host's generation when the client was made (retire() bumps it: a count of retirements). */
   readonly generation: number;
   readonly evict: (reason?: 'broken' | 'invalidated') => void;
 }
@@ -106,6 +107,8 @@ export function multiHostAdapter(
     connection.on('errorMessage', (error: { code?: unknown }) => {
       if (error?.code !== '25006' || config.onReadOnly !== 'invalidate-host') return;
       const role = roleFromParams(state(client).params);
+      // The session says it can write: the 25006 came from the caller's own READ ONLY transaction.
+      if (role === 'primary') return;
       observeRole(host, role === 'standby' ? 'standby' : 'read-only');
       retire(host);
     });
