@@ -14,6 +14,7 @@ import { PostgresPoolImpl, type PostgresPool } from './postgres-pool.js';
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveClientConfig } from './config.js';
 export type { DirtyRelease, PostgresClientConfig, PostgresPoolConfig, ResetOnRelease } from './config.js';
+export type { Pooler, PreparedStatements } from './pooler.js';
 export { TransactionRolledBackError, type IsolationLevel, type TransactionOptions } from './transaction.js';
 export type { PostgresPool, QueryCallback } from './postgres-pool.js';
 export { parsePgDuration, type SessionLimitCheck } from './server-checks.js';
@@ -28,5 +29,5 @@ export { postgresAdapter } from './adapter.js';
 export function createPostgresPool(config: PostgresPoolConfig | string = {}): PostgresPool {
   const resolved = resolvePostgresConfig(config);
   const adapter = postgresAdapter(resolved.clientConfig, resolved.policy);
-  return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }));
+  return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), { pooler: resolved.policy.pooler?.pooler });
 }
