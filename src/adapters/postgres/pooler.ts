@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { InvalidPoolOptionError } from '../../index.js';
 import { cancelRunning } from './cancel.js';
-import { hardClose } from './client-state.js';
+import { busy, hardClose, internals } from './client-state.js';
 
 /** What sits between the pool and PostgreSQL: nothing, or a pooler in session or transaction mode. */
 export type Pooler = 'none' | 'session' | 'transaction';
@@ -102,13 +102,32 @@ export function refuseListen(text: unknown): TypeError | undefined {
   );
 }
 
-/** How long a client cancelled behind a pooler gets for its polite end() before its socket is cut. */
-const END_AFTER_CANCEL_MS = 1000;
+/** How long a client cancelled behind a pooler gets for each step after the cancel (the query to end, then end()) before its socket is cut. */
+const AFTER_CANCEL_MS = 1000;
 
-/** Cancel what `client` runs, then close it; every step bounded, nothing thrown. */
+/**
+ * Cancel what `client` runs, let the cancelled query end (its ErrorResponse and ReadyForQuery:
+ * pg's end() cuts the socket while a query is active, which would race the cancel), then
+ * close it; every step bounded, nothing thrown.
+ */
 export async function cancelThenClose(client: pg.Client): Promise<void> {
   await cancelRunning(client);
-  const timer = setTimeout(() => hardClose(client), END_AFTER_CANCEL_MS);
+  if (busy(client)) {
+    const connection = internals(client).connection;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        connection.off('readyForQuery', done);
+        connection.off('end', done);
+        resolve();
+      };
+      const timer = setTimeout(done, AFTER_CANCEL_MS);
+      timer.unref();
+      connection.on('readyForQuery', done);
+      connection.on('end', done);
+    });
+  }
+  const timer = setTimeout(() => hardClose(client), AFTER_CANCEL_MS);
   timer.unref();
   try {
     await client.end();
