@@ -14,7 +14,7 @@ import { PostgresPoolImpl, type PostgresPool } from './postgres-pool.js';
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveClientConfig } from './config.js';
 export type { DirtyRelease, PostgresClientConfig, PostgresPoolConfig, ResetOnRelease } from './config.js';
-export type { Pooler, PreparedStatements } from './pooler.js';
+export type { Pooler, PoolerPolicy, PreparedStatements } from './pooler.js';
 export { TransactionRolledBackError, type IsolationLevel, type TransactionOptions } from './transaction.js';
 export type { PostgresPool, QueryCallback } from './postgres-pool.js';
 export { parsePgDuration, type SessionLimitCheck } from './server-checks.js';

@@ -16,7 +16,9 @@ export type PreparedStatements = 'server' | 'unnamed';
 
 /** The behaviour behind a pooler, resolved once at construction. */
 export interface PoolerPolicy {
+  /** The `pooler` option: what sits between the pool and PostgreSQL. */
   readonly pooler: Pooler;
+  /** The `preparedStatements` option, its default resolved from `pooler`. */
   readonly preparedStatements: PreparedStatements;
 }
 
