@@ -67,6 +67,8 @@ describe('F17 blackhole on idle connections (half-open, detected on borrow)', ()
 
 describe('F18 blackhole on an in-flight query (half-open while borrowed)', () => {
   const QUERY_TIMEOUT_MS = 1000;
+  /** cancelRunning's bound on one CancelRequest (src/adapters/postgres/cancel.ts). */
+  const CANCEL_BOUND_MS = 1000;
 
   it('5 leases run pg_sleep(0.2), blackhole everything at 50 ms for 2 s: queryTimeoutMs rejects each and destroys the client; no refill without demand; I7 after', async () => {
     const { proxy, pool, obs } = await harness({ queryTimeoutMs: QUERY_TIMEOUT_MS });
@@ -97,7 +99,10 @@ describe('F18 blackhole on an in-flight query (half-open while borrowed)', () =>
     }
     expect(pool.stats().destroyedByReason.broken, 'the 5 timed-out clients were destroyed, never returned').toBe(5);
     // Destroyed means the socket is gone: the pool's links close at the proxy (FIN crosses a blackhole).
-    const socketsGoneMs = await timeUntil('the timed-out clients\' sockets to close', () => queries.every((q) => streamOf(q.client).destroyed) && proxy.stats().active === 0, { from: destroyedAt, timeoutMs: 1000 });
+    const socketsGoneMs = await timeUntil('the timed-out clients\' sockets to close', () => queries.every((q) => streamOf(q.client).destroyed), { from: destroyedAt, timeoutMs: 1000 });
+    // Each destroy also sent a CancelRequest on a link of its own, which waits (as libpq's does)
+    // for the server to close it: through a blackhole that is its 1 s bound.
+    const linksGoneMs = await timeUntil('every proxy link (cancel requests included) to close', () => proxy.stats().active === 0, { from: destroyedAt, timeoutMs: CANCEL_BOUND_MS + 500 });
 
     // No demand while the network is black: the pool stays empty, no create is started for nobody.
     await sleep(1000);
@@ -111,7 +116,7 @@ describe('F18 blackhole on an in-flight query (half-open while borrowed)', () =>
     obs.load({});
     await sleep(300);
     const report = await obs.finish();
-    note('F18', { rejectAfterMs: results.map((r, i) => round(r.at - queries[i]!.startedAt)), socketsGoneMs: round(socketsGoneMs), recoveryMs: round(recoveryMs), ops: report.ops, failed: report.failed });
+    note('F18', { rejectAfterMs: results.map((r, i) => round(r.at - queries[i]!.startedAt)), socketsGoneMs: round(socketsGoneMs), linksGoneMs: round(linksGoneMs), recoveryMs: round(recoveryMs), ops: report.ops, failed: report.failed });
 
     expect(recoveryMs, 'I7').toBeLessThanOrEqual(2000);
     await closingChecks(obs, { budgetFrom: quietFrom });

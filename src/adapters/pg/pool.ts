@@ -94,7 +94,9 @@ class Pool extends pg.Pool {
       },
     });
     // Events the core publishes name this object: the one users hold.
-    this.#pg = new PostgresPoolImpl(() => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face: this as unknown as PostgresPool }));
+    this.#pg = new PostgresPoolImpl(() => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face: this as unknown as PostgresPool }), {
+      pooler: resolved.policy.pooler?.pooler,
+    });
     Object.defineProperty(this, '_clients', { get: () => [...this.#clients], configurable: true, enumerable: false });
     if (policy.logging) logRemovals(this, policy.log);
   }

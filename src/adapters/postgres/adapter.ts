@@ -12,6 +12,7 @@ import {
   busy, dead, hardClose, internals, isClientFatal, recordListeners, refSocket, restoreListeners, state, track, transactionStatus,
 } from './client-state.js';
 import { checkSessionLimits, type SessionLimitCheck } from './server-checks.js';
+import { cancelThenClose, sendStatementsUnnamed, validateThroughPooler, type PoolerPolicy } from './pooler.js';
 
 const DISCARD_SQL = 'CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;';
 
@@ -39,7 +40,7 @@ function causeLaterErrors(client: pg.Client, died: unknown): void {
  */
 export function postgresAdapter(
   clientConfig: pg.ClientConfig,
-  policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck; Client?: typeof pg.Client },
+  policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck; Client?: typeof pg.Client; pooler?: PoolerPolicy },
 ): Adapter<pg.Client> {
   const Client = policy.Client ?? pg.Client;
   let sessionLimits = policy.sessionLimits;
@@ -48,6 +49,8 @@ export function postgresAdapter(
   // Where the probe connects: resolved once, as pg resolves it, on first use.
   let target: ReturnType<typeof resolvedTarget> | undefined;
   const probeTimeoutMs = Math.min(clientConfig.connectionTimeoutMillis ?? 5000, 5000);
+  const behindPooler = policy.pooler !== undefined && policy.pooler.pooler !== 'none';
+  const unnamed = policy.pooler?.preparedStatements === 'unnamed';
   const adapter: Adapter<pg.Client> = {
     async create({ signal, evict }) {
       const client = new Client(clientConfig);
@@ -95,6 +98,14 @@ export function postgresAdapter(
       } finally {
         signal.removeEventListener('abort', onAbort);
       }
+      try {
+        // Pooler mode: the round trip that proves a server is behind the pooler.
+        if (behindPooler) await bounded(client, signal, () => validateThroughPooler(client));
+        if (unnamed) sendStatementsUnnamed(client);
+      } catch (error) {
+        hardClose(client);
+        throw error;
+      }
       if (sessionLimits !== undefined) {
         const check = sessionLimits;
         sessionLimits = undefined;
@@ -110,6 +121,15 @@ export function postgresAdapter(
     },
 
     async destroy(client, signal) {
+      // Pooler mode: PgBouncer forgets the cancel key once the client's Terminate arrives, so
+      // a busy client is cancelled before it is closed; in the background, since a cancel may
+      // take up to its 1 s bound and the caller awaiting destroy must not wait for it.
+      if (behindPooler && !state(client).broken && busy(client)) {
+        state(client).broken = true;
+        state(client).cancelled = true;
+        void cancelThenClose(client);
+        return;
+      }
       void cancelRunning(client);
       // Marked broken by an 'error' pg did not raise itself (pg marks the connection unqueryable
       // first): the session is still sound, so it gets a polite goodbye like a healthy one.

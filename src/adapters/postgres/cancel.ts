@@ -35,8 +35,9 @@ function connectTo(address: ServerAddress, onConnect: () => void): net.Socket {
 
 /**
  * Ask the server to cancel what `client` is running (a CancelRequest on a new connection,
- * over TCP or the Unix socket alike); best effort, bounded by 1 s. Without `force`, only
- * when pg has a query in flight.
+ * over TCP or the Unix socket alike); best effort, bounded by 1 s: settles when the server
+ * has closed the cancel connection, which it does once the cancel is handed on. Without
+ * `force`, only when pg has a query in flight.
  */
 export function cancelRunning(client: pg.Client, force = false): Promise<void> {
   const c = internals(client);
@@ -51,7 +52,10 @@ export function cancelRunning(client: pg.Client, force = false): Promise<void> {
     message.writeInt32BE(80877102, 4);
     message.writeInt32BE(processID, 8);
     message.writeInt32BE(secretKey | 0, 12);
-    const socket = connectTo(address, () => socket.end(message));
+    // As libpq's PQcancel and pg do: write, then wait for the server to close. A FIN sent with
+    // the message (socket.end) races PgBouncer 1.18's forwarding, which then crashes the whole
+    // PgBouncer ("bad client state", fixed in 1.19.1) or drops the cancel.
+    const socket = connectTo(address, () => socket.write(message));
     const timer = setTimeout(() => socket.destroy(), 1000).unref();
     socket.on('error', () => {});
     socket.on('close', () => {

@@ -13,6 +13,10 @@ import { InvalidPoolOptionError, POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnErro
 import type { SessionLimitCheck } from './server-checks.js';
 // Multi-host (hosts, target_session_attrs): parsed in hosts.ts, wired in the marked blocks below.
 import { MULTI_HOST_KEYS, extractUrlHosts, resolveHosts, type MultiHostConfig, type ResolvedHosts } from './hosts.js';
+// Pooler mode (PgBouncer): its options and checks live in pooler.ts.
+import { resolvePoolerPolicy, type Pooler, type PoolerPolicy, type PreparedStatements } from './pooler.js';
+
+const POOLER_KEYS = ['pooler', 'preparedStatements'] as const;
 
 const parseConnectionString: (url: string) => Record<string, unknown> = pgConnectionString.parse;
 
@@ -24,7 +28,7 @@ const CLIENT_KEYS: ReadonlySet<string> = new Set([
   // Pipelined queries sit in pg's _sentQueryQueue, which busy() reads: a lease released mid-pipeline is destroyed.
   'pipeline',
 ]);
-const ADAPTER_KEYS: ReadonlySet<string> = new Set(['resetOnRelease', 'dirtyRelease', 'queryTimeoutMs']);
+const ADAPTER_KEYS: ReadonlySet<string> = new Set(['resetOnRelease', 'dirtyRelease', 'queryTimeoutMs', ...POOLER_KEYS]);
 
 /** What to run on release. `discard` cleans session state but keeps prepared statements (pg caches them). */
 export type ResetOnRelease = 'none' | 'rollback' | 'discard';
@@ -49,6 +53,15 @@ export interface PostgresPoolConfig extends PostgresClientConfig, Omit<PoolOptio
   readonly dirtyRelease?: DirtyRelease;
   /** Client-side bound on each query; when it fires the connection is destroyed. @default none */
   readonly queryTimeoutMs?: number;
+  /**
+   * A connection pooler (PgBouncer) between the pool and PostgreSQL, in its pool_mode: new
+   * clients are validated with a round trip, a busy client is cancelled before it is closed,
+   * and what the pooler breaks is refused (startup parameters; in 'transaction' mode also
+   * resetOnRelease 'discard' and LISTEN through pool.query). @default 'none'
+   */
+  readonly pooler?: Pooler;
+  /** 'unnamed' sends `{ name, text }` queries without their name (transaction pooling loses named statements). @default 'unnamed' with pooler 'transaction', else 'server' */
+  readonly preparedStatements?: PreparedStatements;
 }
 
 /**
@@ -306,7 +319,7 @@ export function resolveClientConfig(config: PostgresClientConfig & { queryTimeou
 export interface ResolvedPostgresConfig {
   readonly clientConfig: pg.ClientConfig;
   readonly poolOptions: Omit<PoolOptions<pg.Client>, 'adapter'>;
-  readonly policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck };
+  readonly policy: { resetOnRelease: ResetOnRelease; dirtyRelease: DirtyRelease; sessionLimits?: SessionLimitCheck; pooler?: PoolerPolicy };
   /** The host walk (several hosts, or a target_session_attrs); undefined: one host, as pg connects. */
   readonly hosts?: ResolvedHosts;
 }
@@ -325,7 +338,7 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
     else if (key === 'connectionTimeoutMillis') {
       throw new InvalidPoolOptionError(key, 'Use the pool option `createTimeoutMs` instead of `connectionTimeoutMillis`: it bounds the whole create (connect, TLS, authentication)');
     } else if (!CLIENT_KEYS.has(key) && !ADAPTER_KEYS.has(key) && !MULTI_HOST_KEYS.has(key)) {
-      throw new InvalidPoolOptionError(key, `Unknown option \`${key}\`: expected a pool option, a pg.ClientConfig field, or resetOnRelease/dirtyRelease/queryTimeoutMs`);
+      throw new InvalidPoolOptionError(key, `Unknown option \`${key}\`: expected a pool option, a pg.ClientConfig field, a multi-host option (hosts, targetSessionAttrs, …), or resetOnRelease/dirtyRelease/queryTimeoutMs/pooler/preparedStatements`);
     }
   }
   const resetOnRelease = config.resetOnRelease ?? 'none';
@@ -344,6 +357,7 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
   const clientConfig = resolveClientConfig(urlHosts === undefined ? config : { ...config, connectionString: urlHosts.url }, createTimeoutMs);
   const hosts = resolveHosts(config, urlHosts, urlHosts !== undefined && clientConfig.host !== undefined, createTimeoutMs);
   // --- end multi-host
+  const pooler = resolvePoolerPolicy(config as Readonly<Record<string, unknown>>, clientConfig as Readonly<Record<string, unknown>>);
   return {
     ...(hosts === undefined ? {} : { hosts }),
     clientConfig,
@@ -356,7 +370,9 @@ export function resolvePostgresConfig(given: PostgresPoolConfig | string): Resol
         maxLifetimeMs: typeof config.maxLifetimeMs === 'number' ? config.maxLifetimeMs : POOL_DEFAULTS.maxLifetimeMs,
         keepaliveMs: typeof config.keepaliveMs === 'number' ? config.keepaliveMs : POOL_DEFAULTS.keepaliveMs,
         warn: typeof config.onError === 'function' ? config.onError : defaultOnError,
+        pooler: pooler.pooler,
       },
+      pooler,
     },
   };
 }

@@ -17,6 +17,7 @@ import { accepts } from './host-state.js';
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveClientConfig } from './config.js';
 export type { DirtyRelease, PostgresClientConfig, PostgresPoolConfig, ResetOnRelease } from './config.js';
+export type { Pooler, PoolerPolicy, PreparedStatements } from './pooler.js';
 export { TransactionRolledBackError, type IsolationLevel, type TransactionOptions } from './transaction.js';
 export type { PostgresPool, QueryCallback } from './postgres-pool.js';
 export { parsePgDuration, type SessionLimitCheck } from './server-checks.js';
@@ -37,7 +38,7 @@ export function createPostgresPool(config: PostgresPoolConfig | string = {}): Po
   const walk = resolved.hosts;
   if (walk === undefined) {
     const adapter = postgresAdapter(resolved.clientConfig, resolved.policy);
-    return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }));
+    return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), { pooler: resolved.policy.pooler?.pooler });
   }
   const adapter = multiHostAdapter(
     // One host with a target: the host pg would connect to.
@@ -46,7 +47,10 @@ export function createPostgresPool(config: PostgresPoolConfig | string = {}): Po
     { onError: resolved.policy.sessionLimits?.warn },
   );
   const view: HostView = { states: adapter.hostStates, accepts: (role) => accepts(walk.targetSessionAttrs, role), now: () => performance.now() };
-  const pool = new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), (health) => withHosts(health, view, walk.targetSessionAttrs));
+  const pool = new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), {
+    pooler: resolved.policy.pooler?.pooler,
+    health: (health) => withHosts(health, view, walk.targetSessionAttrs),
+  });
   registerHostView(pool, view);
   return pool;
 }

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { AcquireOptions, Lease, Pool, PoolHealth, PoolStats } from '../../index.js';
 import { internals, isClientFatal, state } from './client-state.js';
 import { runTransaction, type TransactionOptions } from './transaction.js';
+import { refuseListen, type Pooler } from './pooler.js';
 
 /** What `pool.query` calls back with, in the callback style of `pg.Pool#query`. */
 export type QueryCallback<R extends pg.QueryResultRow = pg.QueryResultRow> = (error: Error | null, result?: pg.QueryResult<R>) => void;
@@ -34,10 +35,17 @@ export class PostgresPoolImpl implements PostgresPool {
   /** Multi-host pools add `hosts` to the verdict (host-metrics.ts). */
   readonly #health: (health: PoolHealth) => PoolHealth;
 
+  /** Transaction pooling: LISTEN through query() is refused (see pooler.ts). */
+  readonly #transactionPooling: boolean;
+
   /** `create` makes the core pool; events about it name this object, the one users hold. */
-  constructor(create: (face: Pool<pg.Client>) => Pool<pg.Client>, health: (health: PoolHealth) => PoolHealth = (h) => h) {
+  constructor(
+    create: (face: Pool<pg.Client>) => Pool<pg.Client>,
+    options: { pooler?: Pooler | undefined; health?: (health: PoolHealth) => PoolHealth } = {},
+  ) {
     this.#pool = create(this);
-    this.#health = health;
+    this.#health = options.health ?? ((h) => h);
+    this.#transactionPooling = options.pooler === 'transaction';
   }
 
   get closed(): boolean {
@@ -120,6 +128,8 @@ export class PostgresPoolImpl implements PostgresPool {
       return Promise.reject(new TypeError('pool.query expects SQL text, a { text, values } QueryConfig or a submittable (pg-cursor, pg-query-stream)'));
     }
     if (params !== undefined && !Array.isArray(params)) return Promise.reject(new TypeError('pool.query expects params to be an array'));
+    const listen = this.#transactionPooling ? refuseListen(text) : undefined;
+    if (listen !== undefined) return Promise.reject(listen);
     return this.#pool.withConnection((client) => client.query(text as string, params as unknown[] | undefined));
   }
 
