@@ -29,6 +29,23 @@ const END_SERVE_BOUND_MS = 30_000;
 /** pg-pool's callback for `connect(cb)`. */
 export type ConnectCallback = (error: Error | undefined, client: pg.PoolClient | undefined, release: (release?: unknown) => void) => void;
 
+/** pg-pool's message for any use after `end()`. */
+const ENDED = 'Cannot use a pool after calling end on the pool';
+
+/**
+ * Hand a result to a pg-style callback outside the promise chain (as pg-pool does: a throw
+ * in the callback is not swallowed), or return it as a promise when there is no callback.
+ */
+function reply<V>(result: Promise<V>, callback: ((...args: never[]) => void) | undefined, ok: (value: V) => unknown[], failed: unknown[] = []): Promise<V> | undefined {
+  if (callback === undefined) return result;
+  const cb = callback as (...args: unknown[]) => void;
+  result.then(
+    (value) => process.nextTick(cb, ...ok(value)),
+    (error: unknown) => process.nextTick(cb, error, ...failed),
+  );
+  return undefined;
+}
+
 /** pg-pool's message for a timed-out checkout, kept in front of lifeguard's so that code matching it still works. */
 const TIMEOUT_PREFIX = 'timeout exceeded when trying to connect: ';
 
@@ -107,13 +124,8 @@ class Pool extends pg.Pool {
   override connect(callback: ConnectCallback): void;
   override connect(callback?: ConnectCallback): Promise<pg.PoolClient> | void {
     if (callback !== undefined && typeof callback !== 'function') throw new TypeError('pool.connect expects a callback function or no argument');
-    const checkout = this.ending ? Promise.reject(new Error('Cannot use a pool after calling end on the pool')) : this.#checkout();
-    if (callback === undefined) return this.#promise(checkout);
-    checkout.then(
-      (client) => process.nextTick(callback, undefined, client, client.release),
-      (error: Error) => process.nextTick(callback, error, undefined, NOOP),
-    );
-    return undefined;
+    const checkout = reply(this.#checkout(), callback, (client) => [undefined, client, client.release], [undefined, NOOP]);
+    return checkout === undefined ? undefined : this.#promise(checkout);
   }
 
   // The public overloads are pg.Pool's own (see index.ts); this is their one implementation.
@@ -130,30 +142,19 @@ class Pool extends pg.Pool {
     }
     if (callback !== undefined && typeof callback !== 'function') throw new TypeError('pool.query expects the callback to be a function');
     if (typeof text === 'object' && text !== null && typeof (text as { submit?: unknown }).submit === 'function') {
-      if (this.ending) throw new Error('Cannot use a pool after calling end on the pool');
+      if (this.ending) throw new Error(ENDED);
       return (this.#pg.query as (...args: unknown[]) => unknown)(text, ...(callback === undefined ? [] : [callback]));
     }
-    const result = this.#query(text, values);
-    if (callback === undefined) return this.#promise(result);
-    const cb = callback as (error: Error | undefined, result?: pg.QueryResult) => void;
-    result.then(
-      (value) => process.nextTick(cb, undefined, value),
-      (error: Error) => process.nextTick(cb, error),
-    );
-    return undefined;
+    const result = reply(this.#query(text, values), callback as (() => void) | undefined, (value) => [undefined, value]);
+    return result === undefined ? undefined : this.#promise(result);
   }
 
   override end(): Promise<void>;
   override end(callback: (error?: Error) => void): void;
   override end(callback?: (error?: Error) => void): Promise<void> | void {
     this.#policy.log('ending');
-    const ended = this.ending ? Promise.reject(new Error('Called end on pool more than once')) : this.#end();
-    if (callback === undefined) return this.#promise(ended);
-    ended.then(
-      () => process.nextTick(callback),
-      (error: Error) => process.nextTick(callback, error),
-    );
-    return undefined;
+    const ended = reply(this.ending ? Promise.reject(new Error('Called end on pool more than once')) : this.#end(), callback, () => []);
+    return ended === undefined ? undefined : this.#promise(ended);
   }
 
   // ------------------------------------------------------------------ lifeguard's API
@@ -268,6 +269,7 @@ class Pool extends pg.Pool {
 
   /** One checkout: a leased client with pg-pool's `release(err | true)`. */
   async #checkout(): Promise<pg.PoolClient> {
+    if (this.ending) throw new Error(ENDED);
     let lease: Lease<pg.Client>;
     this.#pending++;
     try {
@@ -294,7 +296,7 @@ class Pool extends pg.Pool {
   }
 
   async #query(text: unknown, values: unknown): Promise<pg.QueryResult> {
-    if (this.ending) throw new Error('Cannot use a pool after calling end on the pool');
+    if (this.ending) throw new Error(ENDED);
     if (values !== undefined && values !== null && !Array.isArray(values)) throw new TypeError('pool.query expects values to be an array');
     const client = await this.#checkout();
     let failure: unknown;

@@ -216,6 +216,15 @@ function checkChoice<T extends string>(option: string, value: unknown, choices: 
   throw InvalidPoolOptionError.expected(option, `one of ${choices.map((c) => `'${c}'`).join(', ')}`, value);
 }
 
+/**
+ * The first given of [explicit, URL, environment] (precedence explicit > URL > env), checked;
+ * `fallback` when none is. Each source carries its label for the message (undefined: explicit).
+ */
+function layeredChoice<T extends string>(option: string, choices: readonly T[], fallback: T, sources: ReadonlyArray<readonly [unknown, string | undefined]>): T {
+  const given = sources.find(([value]) => value !== undefined);
+  return given === undefined ? fallback : checkChoice(option, given[0], choices, given[1]);
+}
+
 function checkMs(option: string, value: unknown): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !(value > 0 && value <= 2_147_483_647)) throw InvalidPoolOptionError.expected(option, 'a number of milliseconds > 0 and <= 2147483647', value);
@@ -244,20 +253,16 @@ export function resolveHosts(
       hosts = pairHostsAndPorts(env.PGHOST, config.port === undefined ? env.PGPORT : String(config.port), 'PGHOST');
     }
   }
-  const targetSessionAttrs = config.targetSessionAttrs !== undefined
-    ? checkChoice('targetSessionAttrs', config.targetSessionAttrs, TARGET_SESSION_ATTRS, undefined)
-    : url?.targetSessionAttrs !== undefined
-      ? checkChoice('targetSessionAttrs', url.targetSessionAttrs, TARGET_SESSION_ATTRS, 'the `target_session_attrs` parameter of `connectionString`')
-      : env.PGTARGETSESSIONATTRS !== undefined && env.PGTARGETSESSIONATTRS !== ''
-        ? checkChoice('targetSessionAttrs', env.PGTARGETSESSIONATTRS, TARGET_SESSION_ATTRS, 'PGTARGETSESSIONATTRS')
-        : 'any';
-  const loadBalanceHosts = config.loadBalanceHosts !== undefined
-    ? checkChoice('loadBalanceHosts', config.loadBalanceHosts, LOAD_BALANCE, undefined)
-    : url?.loadBalanceHosts !== undefined
-      ? checkChoice('loadBalanceHosts', url.loadBalanceHosts, LOAD_BALANCE, 'the `load_balance_hosts` parameter of `connectionString`')
-      : env.PGLOADBALANCEHOSTS !== undefined && env.PGLOADBALANCEHOSTS !== ''
-        ? checkChoice('loadBalanceHosts', env.PGLOADBALANCEHOSTS, LOAD_BALANCE, 'PGLOADBALANCEHOSTS')
-        : 'disable';
+  const targetSessionAttrs = layeredChoice('targetSessionAttrs', TARGET_SESSION_ATTRS, 'any', [
+    [config.targetSessionAttrs, undefined],
+    [url?.targetSessionAttrs, 'the `target_session_attrs` parameter of `connectionString`'],
+    [env.PGTARGETSESSIONATTRS || undefined, 'PGTARGETSESSIONATTRS'],
+  ]);
+  const loadBalanceHosts = layeredChoice('loadBalanceHosts', LOAD_BALANCE, 'disable', [
+    [config.loadBalanceHosts, undefined],
+    [url?.loadBalanceHosts, 'the `load_balance_hosts` parameter of `connectionString`'],
+    [env.PGLOADBALANCEHOSTS || undefined, 'PGLOADBALANCEHOSTS'],
+  ]);
   const onReadOnly = config.onReadOnly === undefined
     ? (targetSessionAttrs === 'read-write' || targetSessionAttrs === 'primary' ? 'invalidate-host' : 'destroy')
     : checkChoice<OnReadOnly>('onReadOnly', config.onReadOnly, ['invalidate-host', 'destroy'], undefined);
