@@ -11,7 +11,9 @@
 //      withConnection (scripts/demo/workload.mjs);
 //   4. injects faults one after another, each with a label (scripts/demo/faults.mjs):
 //      terminate, stall (table lock), restart, freeze (SIGSTOP), spike (4× capacity in extra
-//      requests: goodput stays up, the excess is shed fast), squeeze (connection limit);
+//      requests: goodput stays up, the excess is shed fast), squeeze (connection limit), and
+//      last failover (a synchronous standby is started beside the primary, the primary
+//      crashes, the standby is promoted; the pool lists both hosts, read-write);
 //   5. shows the pool live (scripts/demo/view.mjs): throughput, p99 wait, gauges, health,
 //      errors by kind, the current fault;
 //   6. stops, closes the pool, checks the bank and the server, prints a summary and a verdict
@@ -158,7 +160,9 @@ async function main() {
       server = await startEmbedded({ onStep: (step) => view.print(`server: ${step}`), onDir: (dir) => (pendingDir = dir) });
       view.print(`server: up in ${Math.round(performance.now() - started)} ms`);
     }
-    admin = adminConnection(server.admin);
+    const current = server;
+    // Follows the primary: after the failover, the final checks run on the promoted standby.
+    admin = adminConnection(() => current.admin);
     const version = (await admin.query('SHOW server_version')).rows[0]?.server_version;
     view.print(
       `server: ${server.label} ${version} at ${server.admin.host}:${server.admin.port}` +
@@ -178,8 +182,15 @@ async function main() {
     await createSchema(admin, tables, role);
     tablesCreated = true;
     const backgroundErrors = new Map();
+    // The standby's port is reserved from the start: a pool's host list is fixed, as in production.
+    const failoverHosts =
+      server.standbyPort === undefined
+        ? undefined
+        : { hosts: [`${server.admin.host}:${server.admin.port}`, `${server.admin.host}:${server.standbyPort}`], targetSessionAttrs: /** @type {const} */ ('read-write') };
     pool = lifeguard.createPostgresPool({
-      ...(url !== undefined ? { connectionString: url } : { ...server.admin, user: role, password: rolePassword }),
+      ...(url !== undefined
+        ? { connectionString: url }
+        : { ...(failoverHosts ?? { host: server.admin.host, port: server.admin.port }), database: server.admin.database, user: role, password: rolePassword }),
       application_name: app,
       max: args.max,
       ...POOL_TIMEOUTS,
@@ -191,7 +202,9 @@ async function main() {
     });
     view.print(
       `pool: createPostgresPool({ max: ${args.max}, acquireTimeoutMs: ${POOL_TIMEOUTS.acquireTimeoutMs}, createTimeoutMs: ${POOL_TIMEOUTS.createTimeoutMs}, ` +
-        `queryTimeoutMs: ${POOL_TIMEOUTS.queryTimeoutMs}, retry: { maxTimeoutMs: 1000 } }) as role ${role ?? server.admin.user}, application_name ${app}`,
+        `queryTimeoutMs: ${POOL_TIMEOUTS.queryTimeoutMs}, retry: { maxTimeoutMs: 1000 }` +
+        `${failoverHosts === undefined ? '' : `, hosts: ${JSON.stringify(failoverHosts.hosts)} (the second: the failover's standby, started later), targetSessionAttrs: 'read-write'`} }) ` +
+        `as role ${role ?? server.admin.user}, application_name ${app}`,
     );
     view.print(`bank: ${ACCOUNTS} accounts of ${INITIAL}; workers run transfers (withTransaction) and total-balance reads (withConnection)`);
 
@@ -281,7 +294,7 @@ async function main() {
     rec.onRecovered = (fault) =>
       view.log(`  [fault ${fault.index}/${runnable.length}] ${fault.name}: recovered, the first operation started after the removal succeeded ${fmtMs(fault.recoveryMs ?? 0)} ms after it`);
 
-    workload = startWorkload({ pool, recorder: rec, tables, workers: args.workers, thinkMs: THINK_MS });
+    const running = (workload = startWorkload({ pool, recorder: rec, tables, workers: args.workers, thinkMs: THINK_MS }));
     view.start(snapshot);
 
     /** Resolves at run time `at`, or at once when interrupted. @param {number} at */
@@ -306,19 +319,34 @@ async function main() {
       nextName = def.name;
       await until(nextAt);
       if (interrupt.signal.aborted) break;
+      const ctx = { ...ctxBase, hold, workload: running, log: (/** @type {string} */ line) => view.log(line), removed: () => {} };
+      if (def.prepare !== undefined) {
+        view.log(`[fault ${i + 1}/${runnable.length}] ${def.name}: preparing at ${fmtS(rec.now())}`);
+        try {
+          await def.prepare(ctx);
+        } catch (error) {
+          injectionErrors.push(`${def.name} (preparing): ${firstLine(error)}`);
+          view.log(`[fault ${i + 1}/${runnable.length}] ${def.name}: preparation FAILED: ${firstLine(error)}; the fault is not injected`);
+          continue;
+        }
+        if (interrupt.signal.aborted) break;
+      }
       const faultHold = Math.min(holdMs, def.maxHoldMs);
       const label = def.label(faultHold, { max: args.max });
       activeHoldMs = faultHold;
       const record = rec.openFault({ name: def.name, label, index: i + 1 });
       active = record;
       view.log(`[fault ${i + 1}/${runnable.length}] ${def.name} at ${fmtS(record.start)}: ${label} (in flight: ${record.inFlightAtHit})`);
+      ctx.removed = () => {
+        if (record.end === undefined) rec.closeFault(record);
+      };
       try {
-        record.detail = await def.run({ ...ctxBase, hold }, faultHold);
+        record.detail = await def.run(ctx, faultHold);
       } catch (error) {
         record.error = firstLine(error);
         injectionErrors.push(`${def.name}: ${record.error}`);
       } finally {
-        rec.closeFault(record);
+        ctx.removed();
         active = undefined;
         lastEnd = /** @type {number} */ (record.end);
       }
@@ -414,6 +442,11 @@ async function main() {
     out.push(`  recovery: from the removal to the first success of an operation started after it`);
     const spike = rec.faults.find((f) => f.name === 'spike' && f.detail !== undefined);
     if (spike !== undefined) out.push(`spike      ${spike.detail}`);
+    const failover = rec.faults.find((f) => f.name === 'failover' && f.detail !== undefined);
+    if (failover !== undefined) {
+      const entry = failures.faults.find((f) => f.fault === failover);
+      out.push(`failover   ${failover.detail}; ${entry?.failures ?? 0} operation(s) failed for it (in flight at the crash: ${failover.inFlightAtHit})`);
+    }
     if (failures.unattributed.length > 0) out.push(`  outside every window + ${GRACE_MS / 1000} s grace: ${failures.unattributed.length} failure(s): ${fmtErrors(countKinds(failures.unattributed), 6)}`);
     if (failures.afterCutoff > 0) out.push(`  after the interruption (not judged): ${failures.afterCutoff} failure(s)`);
     const s = statsBefore;

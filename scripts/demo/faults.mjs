@@ -13,6 +13,9 @@ import { firstLine, sleep } from './server.mjs';
  * @property {number} max          pool max
  * @property {import('../../dist/adapters/postgres/index.js').PostgresPool} pool  the demo's pool (the spike sends its extra requests through it)
  * @property {(ms: number) => Promise<void>} hold  wait, cut short when the demo is interrupted
+ * @property {import('./workload.mjs').Workload} workload
+ * @property {() => void} removed  closes the fault's window before run() returns (run may go on observing the recovery)
+ * @property {(line: string) => void} log  a line in the demo's log
  */
 
 /**
@@ -22,6 +25,7 @@ import { firstLine, sleep } from './server.mjs';
  * @property {number} maxHoldMs  its hold is min(the run's hold, this)
  * @property {(ctx: FaultContext) => string | undefined} unavailable  why it cannot run here, if it cannot
  * @property {(ctx: FaultContext, holdMs: number) => Promise<string>} run  inject, hold, remove; returns a detail for the log
+ * @property {(ctx: FaultContext) => Promise<string>} [prepare]  set-up before the window opens (under load); returns a detail for the log
  */
 
 const SESSIONS = "application_name = $1 AND backend_type = 'client backend'";
@@ -32,6 +36,10 @@ const SPIKE_DEADLINE_MS = 100;
 const SPIKE_LOAD = 4;
 /** The squeeze's role connection limit. */
 const SQUEEZE_LIMIT = 3;
+/** Failover: how long the primary stays dead before the standby is promoted (a failover manager deciding). */
+const FAILOVER_DETECT_MS = 1000;
+/** Failover: how long to watch for the first write on the new primary after the promotion. */
+const FAILOVER_WATCH_MS = 15_000;
 
 /**
  * pg_terminate_backend only signals: wait until the sessions have really gone (at most 2 s),
@@ -194,6 +202,41 @@ export const FAULTS = [
           throw new Error(`could not lift the connection limit: ${firstLine(error)}`);
         });
       }
+    },
+  },
+  {
+    name: 'failover',
+    label: (holdMs) =>
+      `failover: the primary crashes (SIGKILL to its postmaster and every backend), ${seconds(holdMs)} later the synchronous standby is promoted ` +
+      `(pg_promote); the pool lists both hosts with targetSessionAttrs 'read-write'`,
+    maxHoldMs: FAILOVER_DETECT_MS,
+    unavailable: ({ server }) => (server.controllable ? undefined : 'needs control of the server process (not with DATABASE_URL)'),
+    async prepare({ server, log }) {
+      const at = performance.now();
+      const { pid } = await server.startStandby(() => {});
+      const ms = Math.round(performance.now() - at);
+      log(`  standby started on 127.0.0.1:${server.standbyPort} (standby postmaster pid ${pid}) from a base backup taken under load, streaming synchronously, in ${ms} ms`);
+      return `standby on port ${server.standbyPort}, up in ${ms} ms`;
+    },
+    async run({ server, workload, hold, removed }, holdMs) {
+      const crashAt = performance.now();
+      const killed = server.crash();
+      await hold(holdMs);
+      // Nothing can commit on the standby before pg_promote is called: the first acknowledged
+      // transfer from here on is on the new primary.
+      const firstCommit = workload.nextCommit();
+      const promoteAt = performance.now();
+      const promoteMs = await server.promote();
+      removed();
+      const at = await Promise.race([firstCommit, hold(FAILOVER_WATCH_MS).then(() => undefined)]);
+      const timeline =
+        `primary killed (${killed} processes); standby promoted ${Math.round(promoteAt - crashAt)} ms later, pg_promote took ${Math.round(promoteMs)} ms; `;
+      if (at === undefined) return `${timeline}no transfer committed within ${seconds(FAILOVER_WATCH_MS)} of the promotion`;
+      // pg_promote(wait) polls for the end of recovery, so a write can land before it returns.
+      return (
+        `${timeline}first transfer committed on the new primary ${Math.round(at - promoteAt)} ms after pg_promote was called: ` +
+        `writes were out for ${Math.round(at - crashAt)} ms from the crash`
+      );
     },
   },
 ];

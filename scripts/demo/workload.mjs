@@ -80,6 +80,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * @typedef {object} Workload
  * @property {TransferBook} book
  * @property {{ count: number, example: string | undefined }} readMismatches  reads whose total was wrong
+ * @property {() => Promise<number>} nextCommit  resolves at the next transfer the pool acknowledges as committed, with performance.now()
  * @property {(timeoutMs: number) => Promise<number>} stop  stop the workers; resolves with the operations still unsettled after timeoutMs
  */
 
@@ -92,6 +93,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export function startWorkload({ pool, recorder, tables, workers, thinkMs }) {
   const book = new TransferBook();
   const readMismatches = { count: 0, example: /** @type {string | undefined} */ (undefined) };
+  /** @type {((at: number) => void)[]} */
+  let commitWaiters = [];
   const debit = `UPDATE ${tables.account} SET balance = balance + $2 WHERE id = $1`;
   const ledger = `INSERT INTO ${tables.transfer} (id, from_id, to_id, amount) VALUES ($1, $2, $3, $4)`;
   const totalSql = `SELECT sum(balance)::text AS total, count(*)::int AS n FROM ${tables.account}`;
@@ -116,6 +119,12 @@ export function startWorkload({ pool, recorder, tables, workers, thinkMs }) {
         { retry: true },
       );
       book.set(id, COMMITTED);
+      if (commitWaiters.length > 0) {
+        const at = performance.now();
+        const waiters = commitWaiters;
+        commitWaiters = [];
+        for (const resolve of waiters) resolve(at);
+      }
     } catch (error) {
       book.set(id, bodyDone ? IN_DOUBT : FAILED);
       throw error;
@@ -150,6 +159,7 @@ export function startWorkload({ pool, recorder, tables, workers, thinkMs }) {
   return {
     book,
     readMismatches,
+    nextCommit: () => new Promise((resolve) => commitWaiters.push(resolve)),
     async stop(timeoutMs) {
       running = false;
       /** @type {NodeJS.Timeout | undefined} */

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = join(ROOT, 'scripts', 'demo.mjs');
-const FAULTS = ['terminate', 'stall', 'restart', 'freeze', 'spike', 'squeeze'];
+const FAULTS = ['terminate', 'stall', 'restart', 'freeze', 'spike', 'squeeze', 'failover'];
 /** One plain status line (stdout is a pipe, so no ANSI refresh). */
 const LIVE_LINE =
   /^\[\s*\d+\.\ds\] \d+ ops\/s ok=\d+ failed=\d+ \| wait p99 \S+ ms \(1 s\) \S+ ms \(all\) \| pool size=\d+ idle=\d+ leased=\d+ waiting=\d+ creating=\d+ circuit=\S+ \| health (ok|degraded|down|closed)\b.* \| errors .* \| fault .+$/gm;
@@ -138,6 +138,26 @@ async function leftovers(stdout: string): Promise<{ dir: string | undefined; dir
   };
 }
 
+/** SIGINT, then: exit 130 after a partial summary (bank intact, pool closed with no session left), nothing left behind. */
+async function expectCleanInterrupt(run: Run): Promise<void> {
+  run.kill('SIGINT');
+  const { code, signal } = await run.exited;
+  const out = run.stdout();
+  const context = `stdout:\n${out}\nstderr:\n${run.stderr()}`;
+  expect({ code, signal }, context).toEqual({ code: 130, signal: null });
+  expect(out).toMatch(/^SIGINT received: stopping/m);
+  expect(out, context).toMatch(/^=== summary =+$/m);
+  expect(out).toMatch(/^run .* \(INTERRUPTED by SIGINT at \d+\.\ds\)/m);
+  expect(out).toMatch(/^ {2}ok {3}total balance 100000 = 100000/m);
+  expect(out).toMatch(/^close {6}closed in [\d.]+ ms; size 0; server sessions of lifeguard-demo-\S+: 0$/m);
+  expect(out).toMatch(/^cleanup {4}done: /m);
+  expect(out).toMatch(/^interrupted by SIGINT: exit 130$/m);
+  // A standby's data directory is inside the demo's, and its postmaster pid is among those checked.
+  const left = await leftovers(out);
+  expect(left.dir).toBeDefined();
+  expect(left).toMatchObject({ dirExists: false, processes: [], postmasters: [] });
+}
+
 describe('npm run demo (scripts/demo.mjs)', () => {
   it('needs the build', () => {
     expect(existsSync(join(ROOT, 'dist', 'adapters', 'postgres', 'index.js')), 'dist/ is missing: run `npm run build` (npm test does)').toBe(true);
@@ -162,6 +182,11 @@ describe('npm run demo (scripts/demo.mjs)', () => {
       expect(out).toMatch(/^=== summary =+$/m);
       // The traffic spike's own requests: goodput while offered load is well above capacity.
       expect(out).toMatch(/^spike {6}\d+ requests in [\d.]+ s \(\d+\/s, capacity \d+\/s\): goodput \d+\/s = \d+ % of capacity .* shed fast \(PoolOverloadedError, p50 /m);
+      // The failover, last: a standby started beside the primary, the primary crashed, the standby promoted; writes resume on it.
+      expect(out).toMatch(/^ {2}standby started on 127\.0\.0\.1:\d+ \(standby postmaster pid \d+\) .* streaming synchronously/m);
+      expect(out).toMatch(
+        /^failover {3}primary killed \(\d+ processes\); standby promoted \d+ ms later, pg_promote took \d+ ms; first transfer committed on the new primary -?\d+ ms after pg_promote was called: writes were out for \d+ ms from the crash; \d+ operation\(s\) failed for it/m,
+      );
       expect(out).toMatch(/^operations \d+ settled: \d+ ok, \d+ failed .*; 0 unsettled$/m);
       expect(out).toMatch(/^ {2}ok {3}total balance 100000 = 100000/m);
       expect(out).toMatch(/^ {2}ok {3}all \d+ acknowledged transfers are in the ledger/m);
@@ -182,21 +207,17 @@ describe('npm run demo (scripts/demo.mjs)', () => {
       // Interrupt about 4 s in: once the load runs (the first status line) and a little more.
       await run.waitFor(/^\[\s*\d+\.\ds\] /m, 60_000);
       await new Promise((resolve) => setTimeout(resolve, 2000));
-      run.kill('SIGINT');
-      const { code, signal } = await run.exited;
-      const out = run.stdout();
-      const context = `stdout:\n${out}\nstderr:\n${run.stderr()}`;
-      expect({ code, signal }, context).toEqual({ code: 130, signal: null });
-      expect(out).toMatch(/^SIGINT received: stopping/m);
-      expect(out, context).toMatch(/^=== summary =+$/m);
-      expect(out).toMatch(/^run .* \(INTERRUPTED by SIGINT at \d+\.\ds\)/m);
-      expect(out).toMatch(/^ {2}ok {3}total balance 100000 = 100000/m);
-      expect(out).toMatch(/^close {6}closed in [\d.]+ ms; size 0; server sessions of lifeguard-demo-\S+: 0$/m);
-      expect(out).toMatch(/^cleanup {4}done: /m);
-      expect(out).toMatch(/^interrupted by SIGINT: exit 130$/m);
-      const left = await leftovers(out);
-      expect(left.dir).toBeDefined();
-      expect(left).toMatchObject({ dirExists: false, processes: [], postmasters: [] });
+      await expectCleanInterrupt(run);
+    } finally {
+      await reap(run);
+    }
+  }, 90_000);
+
+  it('stops cleanly on SIGINT during the failover phase: the standby is stopped and removed too', async () => {
+    const run = runDemo(['--duration', '12']);
+    try {
+      await run.waitFor(/standby started on 127\.0\.0\.1:\d+ \(standby postmaster pid \d+\)/m, 80_000);
+      await expectCleanInterrupt(run);
     } finally {
       await reap(run);
     }
