@@ -5,6 +5,7 @@
  * @module lifeguard
  */
 export { createPool } from './pool/pool.js';
+export { PoolFacade } from './pool/facade.js';
 export type { Pool, Lease, PoolStats, PoolHealth, HealthStatus, DestroyReason, CircuitState, PoolWrapping } from './pool/api.js';
 export { POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError } from './pool/options.js';
 export type { PoolDefaultName } from './pool/options.js';

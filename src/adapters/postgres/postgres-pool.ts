@@ -3,7 +3,7 @@
  * `query` (promise, callback or submittable) and `withTransaction`.
  */
 import type pg from 'pg';
-import type { AcquireOptions, Lease, Pool, PoolHealth, PoolStats } from '../../index.js';
+import { PoolFacade, type Pool, type PoolHealth } from '../../index.js';
 import { internals, isClientFatal, state } from './client-state.js';
 import { runTransaction, type TransactionOptions } from './transaction.js';
 import { refuseListen, type Pooler } from './pooler.js';
@@ -30,8 +30,7 @@ export interface PostgresPool extends Pool<pg.Client> {
   withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options?: TransactionOptions): Promise<R>;
 }
 
-export class PostgresPoolImpl implements PostgresPool {
-  readonly #pool: Pool<pg.Client>;
+export class PostgresPoolImpl extends PoolFacade<pg.Client> implements PostgresPool {
   /** Multi-host pools add `hosts` to the verdict (host-metrics.ts). */
   readonly #health: (health: PoolHealth) => PoolHealth;
 
@@ -43,57 +42,13 @@ export class PostgresPoolImpl implements PostgresPool {
     create: (face: Pool<pg.Client>) => Pool<pg.Client>,
     options: { pooler?: Pooler | undefined; health?: (health: PoolHealth) => PoolHealth } = {},
   ) {
-    this.#pool = create(this);
+    super(create);
     this.#health = options.health ?? ((h) => h);
     this.#transactionPooling = options.pooler === 'transaction';
   }
 
-  get closed(): boolean {
-    return this.#pool.closed;
-  }
-
-  acquire(options?: AcquireOptions): Promise<Lease<pg.Client>> {
-    return this.#pool.acquire(options);
-  }
-
-  withConnection<R>(fn: (client: pg.Client, signal: AbortSignal) => Promise<R> | R, options?: AcquireOptions): Promise<R> {
-    return this.#pool.withConnection(fn, options);
-  }
-
-  stats(): PoolStats {
-    return this.#pool.stats();
-  }
-
-  health(): PoolHealth {
-    return this.#health(this.#pool.health());
-  }
-
-  warmup(): Promise<void> {
-    return this.#pool.warmup();
-  }
-
-  close(options?: { timeoutMs?: number }): Promise<void> {
-    return this.#pool.close(options);
-  }
-
-  drain(): Promise<void> {
-    return this.#pool.drain();
-  }
-
-  resume(): void {
-    this.#pool.resume();
-  }
-
-  invalidate(): void {
-    this.#pool.invalidate();
-  }
-
-  get draining(): boolean {
-    return this.#pool.draining;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.#pool.close();
+  override health(): PoolHealth {
+    return this.#health(super.health());
   }
 
   query<S extends pg.Submittable>(submittable: S): S;
@@ -130,7 +85,7 @@ export class PostgresPoolImpl implements PostgresPool {
     if (params !== undefined && !Array.isArray(params)) return Promise.reject(new TypeError('pool.query expects params to be an array'));
     const listen = this.#transactionPooling ? refuseListen(text) : undefined;
     if (listen !== undefined) return Promise.reject(listen);
-    return this.#pool.withConnection((client) => client.query(text as string, params as unknown[] | undefined));
+    return this.core.withConnection((client) => client.query(text as string, params as unknown[] | undefined));
   }
 
   /**
@@ -143,7 +98,7 @@ export class PostgresPoolImpl implements PostgresPool {
       throw new TypeError('pool.query(submittable) expects handleReadyForQuery and handleError methods, which pg calls when it ends or fails');
     }
     if (callback !== undefined && submittable.callback == null) submittable.callback = callback;
-    this.#pool.acquire().then(
+    this.core.acquire().then(
       (lease) => {
         const client = lease.resource;
         let done = false;
@@ -204,7 +159,7 @@ export class PostgresPoolImpl implements PostgresPool {
   }
 
   withTransaction<R>(fn: (client: pg.Client) => Promise<R> | R, options: TransactionOptions = {}): Promise<R> {
-    return runTransaction(this.#pool, fn, options);
+    return runTransaction(this.core, fn, options);
   }
 }
 
