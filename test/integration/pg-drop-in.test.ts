@@ -156,6 +156,20 @@ describe('lifeguard/pg Pool: events', () => {
     expect(seen).toEqual(['connect:true', 'acquire:true', 'release:undefined:true', 'acquire:true', 'release:true:true', 'remove:true']);
   });
 
+  it('acquire once per connect() and per query()', async () => {
+    const pool = makePool({ max: 10 });
+    let acquired = 0;
+    pool.on('acquire', () => acquired++);
+    await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const client = await pool.connect();
+        client.release();
+        await pool.query('SELECT now()');
+      }),
+    );
+    expect(acquired).toBe(20);
+  });
+
   it("an idle client's error is the pool's 'error' (err, client), and without a listener nothing crashes", async () => {
     const pool = makePool({ max: 1 });
     const client = await pool.connect();
