@@ -13,7 +13,7 @@ import {
   autocommitOff, baseOf, busy, dead, hardClose, inTransaction, recordListeners, refSocket, restoreListeners, serverVersion, sessionReset, state, track,
   type BaseConnection,
 } from './connection-state.js';
-import type { DirtyRelease, ResetOnRelease } from './config.js';
+import type { MysqlReleasePolicy } from './config.js';
 import { killQuery } from './kill-query.js';
 
 /**
@@ -72,7 +72,7 @@ const statement = (base: BaseConnection, sql: string) => (done: (error: Error | 
  */
 export function mysqlAdapter(
   options: ConnectionOptions,
-  policy: { readonly resetOnRelease: ResetOnRelease; readonly dirtyRelease: DirtyRelease; readonly queryTimeoutMs?: number },
+  policy: MysqlReleasePolicy,
 ): Adapter<PromiseConnection> {
   const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
   const timeoutMs = policy.queryTimeoutMs;

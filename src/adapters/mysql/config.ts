@@ -194,9 +194,22 @@ function parseUri(uri: unknown): Record<string, unknown> {
 
 /** A validated configuration: what each connection gets, the core pool's options, and the adapter's policy. */
 export interface ResolvedMysqlConfig {
+  /** What each mysql2 connection gets: explicit fields over the `uri`'s, `connectTimeout` from `createTimeoutMs`. */
   readonly connectionOptions: ConnectionOptions;
+  /** The core pool's options. */
   readonly poolOptions: Omit<PoolOptions<PromiseConnection>, 'adapter'>;
-  readonly policy: { readonly resetOnRelease: ResetOnRelease; readonly dirtyRelease: DirtyRelease; readonly queryTimeoutMs?: number };
+  /** The adapter's release policy and per-statement bound. */
+  readonly policy: MysqlReleasePolicy;
+}
+
+/** `mysqlAdapter`'s policy: what happens on release, and the bound on each statement. */
+export interface MysqlReleasePolicy {
+  /** See {@link MysqlPoolConfig.resetOnRelease}. */
+  readonly resetOnRelease: ResetOnRelease;
+  /** See {@link MysqlPoolConfig.dirtyRelease}. */
+  readonly dirtyRelease: DirtyRelease;
+  /** See {@link MysqlPoolConfig.queryTimeoutMs}. */
+  readonly queryTimeoutMs?: number;
 }
 
 /** Split and validate `createMysqlPool`'s config; throws `InvalidPoolOptionError` naming the option, never echoing a password. */

@@ -13,7 +13,7 @@ import { MysqlPoolImpl, type MysqlPool } from './mysql-pool.js';
 
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveMysqlConfig } from './config.js';
-export type { DirtyRelease, MysqlConnectionOptions, MysqlPoolConfig, ResetOnRelease, ResolvedMysqlConfig } from './config.js';
+export type { DirtyRelease, MysqlConnectionOptions, MysqlPoolConfig, MysqlReleasePolicy, ResetOnRelease, ResolvedMysqlConfig } from './config.js';
 export { mysqlAdapter, QueryTimeoutError } from './adapter.js';
 export { TransactionRolledBackError, type MysqlIsolationLevel, type MysqlTransactionOptions } from './transaction.js';
 export type { MysqlPool, MysqlQuery } from './mysql-pool.js';
