@@ -82,7 +82,8 @@ export function mysqlAdapter(
     if (timeoutMs === undefined) return;
     const addCommand = (base as unknown as { addCommand: (command: TimedCommand) => unknown }).addCommand;
     (base as unknown as { addCommand: (command: TimedCommand) => unknown }).addCommand = function (this: BaseConnection, command: TimedCommand): unknown {
-      const added = addCommand.call(this, command);
+      // Armed before the command is added: one that can finish at once (a Prepare answered from
+      // mysql2's statement cache) ends inside addCommand, and its 'end' must not be missed.
       if (TIMED_COMMANDS.has(command._commandName ?? command.constructor.name)) {
         const timer = setTimeout(() => {
           if (dead(connection)) return;
@@ -93,7 +94,7 @@ export function mysqlAdapter(
         timer.unref();
         command.once('end', () => clearTimeout(timer));
       }
-      return added;
+      return addCommand.call(this, command);
     };
   };
 
