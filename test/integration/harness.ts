@@ -21,6 +21,7 @@ import { basename } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createPostgresPool, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
+import { rejectionOf, sleep, waitFor } from '../support/wait.js';
 import { type Backend, CAPABILITIES, type Capabilities, type ConnectionFields, firstLine, PROVIDER, type ProviderName, type ShutdownMode, startProvider } from './providers.js';
 
 // ------------------------------------------------------------------ the per-file handle
@@ -296,6 +297,8 @@ export function usePostgres(): TestDatabase {
 
 // ------------------------------------------------------------------ small helpers
 
+export { rejectionOf, sleep, waitFor };
+
 /** One query on a fresh connection. */
 export async function queryOnce<R extends pg.QueryResultRow = pg.QueryResultRow>(fields: ConnectionFields, text: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
   const client = new pg.Client({ ...fields, application_name: 'lifeguard-harness', connectionTimeoutMillis: 10_000 });
@@ -313,36 +316,6 @@ function isDeadClient(client: pg.Client): boolean {
   return c._ending === true || c._ended === true || c._queryable === false;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Poll `check` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, { timeoutMs = 5000, everyMs = 20 } = {}): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (performance.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${firstLine(last)})`);
-    await sleep(everyMs);
-  }
-}
-
-/** The rejection of `promise` (fails if it resolves). */
-export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error & { code?: string };
-  }
-  throw new Error('expected the promise to reject, but it resolved');
-}
 
 
 /** A short tag for the calling test file, from vitest's state (e.g. "txn" for transactions.test.ts). */

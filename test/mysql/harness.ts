@@ -26,10 +26,11 @@ import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
-import { quoteIdent } from '../support/mariadb.js';
-import { type Backend, CAPABILITIES, type Capabilities, firstLine, PROVIDER, PROVIDER_CAPABILITIES, type ProviderName, sleep, startProvider, withTimeout } from './providers.js';
+import { quoteIdent, reconnectingAdmin } from '../support/mariadb.js';
+import { firstLine, rejectionOf, sleep, waitFor, withTimeout } from '../support/wait.js';
+import { type Backend, CAPABILITIES, type Capabilities, PROVIDER, PROVIDER_CAPABILITIES, type ProviderName, startProvider } from './providers.js';
 
-export { PROVIDER, PROVIDER_CAPABILITIES, sleep };
+export { PROVIDER, PROVIDER_CAPABILITIES, rejectionOf, sleep, waitFor };
 
 /** Options for a mysql2 connection (or a pool): host, port, user, password, database. */
 export interface ConnectionOptions {
@@ -93,8 +94,6 @@ export function useMariaDb(): TestMariaDb {
   let backend: Backend | undefined;
   let version = '';
   let database = '';
-  let adminShared: mysql.Connection | undefined;
-  let adminDead = false;
   const connections = new Set<mysql.Connection>();
   const users: string[] = [];
   const tables: string[] = [];
@@ -125,11 +124,12 @@ export function useMariaDb(): TestMariaDb {
     conn.on('error', () => {});
     return conn;
   };
-  const dropAdmin = (): void => {
-    adminShared?.destroy();
-    adminShared = undefined;
-    adminDead = false;
-  };
+  // No default database: the file's database is created through this connection.
+  const adminSession = reconnectingAdmin(() => {
+    const { host, port, user, password } = server();
+    return withTimeout(mysql.createConnection({ host, port, user, password, connectTimeout: 10_000 }), 15_000, `connecting to ${host}:${port}`);
+  });
+  const dropAdmin = adminSession.drop;
 
   const db: TestMariaDb = {
     get provider() {
@@ -164,29 +164,7 @@ export function useMariaDb(): TestMariaDb {
       return db.urlFor();
     },
     connection,
-    async admin<T = unknown>(sql: string, params?: unknown[]): Promise<T> {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          if (adminShared === undefined || adminDead) {
-            dropAdmin();
-            // No default database: the file's database is created through this connection.
-            const { host, port, user, password } = server();
-            const conn = await withTimeout(mysql.createConnection({ host, port, user, password, connectTimeout: 10_000 }), 15_000, `connecting to ${host}:${port}`);
-            conn.on('error', () => {
-              adminDead = true;
-            });
-            adminShared = conn;
-          }
-          const [rows] = await withTimeout(adminShared.query(sql, params), 30_000, `admin query ${JSON.stringify(sql.slice(0, 60))}`);
-          return rows as T;
-        } catch (error) {
-          // The shared connection died (restart, kill, stop, timeout): replace it once.
-          const dead = adminDead || (error as { fatal?: boolean }).fatal === true || /took longer than|closed state|ECONNRESET|ECONNREFUSED/.test(String(error));
-          if (!dead || attempt >= 2) throw error;
-          dropAdmin();
-        }
-      }
-    },
+    admin: adminSession.query,
     async adminConnection(account?: Account) {
       const conn = await open(connection(account));
       connections.add(conn);
@@ -289,33 +267,6 @@ export function useMariaDb(): TestMariaDb {
 }
 
 // ------------------------------------------------------------------ small helpers
-
-/** Poll `check` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, { timeoutMs = 5000, everyMs = 20 } = {}): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (performance.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${firstLine(last)})`);
-    await sleep(everyMs);
-  }
-}
-
-/** The rejection of `promise` (fails if it resolves). */
-export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string; errno?: number; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error & { code?: string };
-  }
-  throw new Error('expected the promise to reject, but it resolved');
-}
 
 /** A short tag for the calling test file, from vitest's state (e.g. "harness" for harness.test.ts). */
 function testFileTag(): string {

@@ -18,13 +18,15 @@
 // machine without MariaDB).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
+import { firstLine, freePort, withTimeout } from './wait.js';
+
+export { freePort };
 
 const execFileAsync = promisify(execFile);
 
@@ -166,9 +168,8 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
   let port = 0;
   let paused = false;
   let torn = false;
-  let adminConn: mysql.Connection | undefined;
-  let adminDead = false;
 
+  const fields = (): MariaDbFields => ({ host: HOST, port, user: 'root', password, database });
   const isRunning = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
 
   const launch = async (p: number): Promise<void> => {
@@ -229,40 +230,9 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     }
   };
 
-  const fields = (): MariaDbFields => ({ host: HOST, port, user: 'root', password, database });
-
-  const connect = async (): Promise<mysql.Connection> => {
-    const conn = await withTimeout(mysql.createConnection({ ...fields(), connectTimeout: 10_000 }), 15_000, 'the admin connection');
-    conn.on('error', () => {
-      adminDead = true;
-    });
-    return conn;
-  };
-
-  function dropAdmin(): void {
-    const conn = adminConn;
-    adminConn = undefined;
-    adminDead = false;
-    conn?.destroy();
-  }
-
-  const admin = async <T = unknown>(sql: string, params?: unknown[]): Promise<T> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (adminConn === undefined || adminDead) {
-          dropAdmin();
-          adminConn = await connect();
-        }
-        const [rows] = await withTimeout(adminConn.query(sql, params), 30_000, `admin query ${JSON.stringify(sql.slice(0, 60))}`);
-        return rows as T;
-      } catch (error) {
-        // A dead connection (restart, kill, timeout) is replaced once; SQL errors are the caller's.
-        const fatal = adminDead || (error as { fatal?: boolean }).fatal === true || /took longer than|closed state|ECONNRESET|ECONNREFUSED/.test(String(error));
-        if (!fatal || attempt >= 2) throw error;
-        dropAdmin();
-      }
-    }
-  };
+  const adminSession = reconnectingAdmin(() => withTimeout(mysql.createConnection({ ...fields(), connectTimeout: 10_000 }), 15_000, 'the admin connection'));
+  const admin = adminSession.query;
+  const dropAdmin = adminSession.drop;
 
   const start = async (): Promise<void> => {
     if (torn) throw new Error('MariaDB: start() after teardown()');
@@ -375,8 +345,17 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     },
     async pause() {
       if (!isRunning()) throw new Error('MariaDB: pause() while the server is not running');
+      const pid = child!.pid!;
       child!.kill('SIGSTOP');
       paused = true;
+      // SIGSTOP returns before every thread has stopped (a thread busy in a system call stops
+      // when it leaves it) and a request sent meanwhile may still be answered; wait, like
+      // `docker pause` waits for its freezer, until all of them show state T.
+      const deadline = Date.now() + 5000;
+      while (!allThreadsStopped(pid)) {
+        if (Date.now() > deadline) throw failure(`mariadbd (pid ${pid}) did not stop within 5 s of SIGSTOP`);
+        await sleepMs(2);
+      }
     },
     async unpause() {
       if (isRunning()) child!.kill('SIGCONT');
@@ -407,6 +386,68 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
 }
 
 // ------------------------------------------------------------------ helpers
+
+/** Whether every thread of `pid` is stopped (state T or t in /proc/PID/task/TID/stat). */
+function allThreadsStopped(pid: number): boolean {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return true; // gone
+  }
+  return tasks.every((tid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return /^[Tt]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+    } catch {
+      return true; // the thread ended
+    }
+  });
+}
+
+/** A timer that does not keep the process alive (the bounds raced against a server's exit). */
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** A query function on one shared connection (made by `open`), replaced once when it has died (restart, kill, timeout). */
+export function reconnectingAdmin(open: () => Promise<mysql.Connection>): {
+  query<T = unknown>(sql: string, params?: unknown[]): Promise<T>;
+  /** Close the shared connection now (the next query opens a new one). */
+  drop(): void;
+} {
+  let conn: mysql.Connection | undefined;
+  let dead = false;
+  const drop = (): void => {
+    const old = conn;
+    conn = undefined;
+    dead = false;
+    old?.destroy();
+  };
+  const query = async <T = unknown>(sql: string, params?: unknown[]): Promise<T> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (conn === undefined || dead) {
+          drop();
+          const fresh = await open();
+          // A restart or a KILL ends it; never let that crash the process.
+          fresh.on('error', () => {
+            if (conn === fresh) dead = true;
+          });
+          conn = fresh;
+        }
+        const [rows] = await withTimeout(conn.query(sql, params), 30_000, `admin query ${JSON.stringify(sql.slice(0, 60))}`);
+        return rows as T;
+      } catch (error) {
+        // A dead connection is replaced once; SQL errors are the caller's.
+        const fatal = dead || (error as { fatal?: boolean }).fatal === true || /took longer than|closed state|ECONNRESET|ECONNREFUSED/.test(String(error));
+        if (!fatal || attempt >= 2) throw error;
+        drop();
+      }
+    }
+  };
+  return { query, drop };
+}
 
 interface ServerUser {
   readonly name: string;
@@ -439,37 +480,4 @@ async function serverUser(): Promise<ServerUser> {
 /** `name` quoted as a MySQL identifier. */
 export function quoteIdent(name: string): string {
   return `\`${name.replace(/`/g, '``')}\``;
-}
-
-function sleepMs(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** A TCP port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const p = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (p > 0 ? resolve(p) : reject(new Error('could not find a free port'))));
-    });
-  });
-}
-
-function firstLine(value: unknown): string {
-  const text = value instanceof Error ? value.message : String(value);
-  return text.split('\n', 1)[0]!.slice(0, 300);
 }
