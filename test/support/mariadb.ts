@@ -35,6 +35,8 @@ const execFileAsync = promisify(execFile);
 export interface MariaDbBinaries {
   readonly mariadbd: string;
   readonly installDb: string;
+  /** util-linux's setpriv, when present (needed to run as the mysql user when we are root). */
+  readonly setpriv: string | undefined;
 }
 
 /** Where mariadbd and mariadb-install-db are, or undefined if either is missing. */
@@ -56,7 +58,16 @@ export function mariadbBinaries(): MariaDbBinaries | undefined {
   };
   const mariadbd = find('mariadbd', 'mysqld');
   const installDb = find('mariadb-install-db', 'mysql_install_db');
-  return mariadbd !== undefined && installDb !== undefined ? { mariadbd, installDb } : undefined;
+  if (mariadbd === undefined || installDb === undefined) return undefined;
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => {
+    try {
+      accessSync(path, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return { mariadbd, installDb, setpriv };
 }
 
 export const MARIADB_INSTALL_HINT =
@@ -84,11 +95,19 @@ export interface MariaDbFields {
   readonly database: string;
 }
 
+export interface SessionMarker {
+  readonly user?: string;
+  readonly db?: string;
+  readonly info?: string;
+}
+
 export interface MariaDb extends MariaDbFields {
   /** `SELECT VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1`. */
   readonly version: string;
   /** `mysql://root:password@127.0.0.1:port/database`. */
   readonly url: string;
+  /** The temporary directory holding the data directory, socket and tmpdir (removed by teardown). */
+  readonly dir: string;
   /** The server's process id while it runs (undefined when stopped). */
   readonly pid: number | undefined;
   /** A query on the shared admin connection, which reconnects after a restart or a kill. */
@@ -103,8 +122,12 @@ export interface MariaDb extends MariaDbFields {
   /** SIGSTOP / SIGCONT: the server is frozen (connections hang, nothing is refused). */
   pause(): Promise<void>;
   unpause(): Promise<void>;
-  /** Sessions in information_schema.PROCESSLIST of `user` (the admin connection itself not counted). */
-  connectionsOf(user: string): Promise<number>;
+  /**
+   * Sessions in information_schema.PROCESSLIST (the admin connection itself not counted):
+   * of a user, or those matching a marker: `{ db }` (their current database) or `{ info }`
+   * (a substring of the statement they run, e.g. a comment the test put in it).
+   */
+  connectionsOf(who: string | SessionMarker): Promise<number>;
   /** KILL CONNECTION id. */
   killConnection(id: number): Promise<void>;
   /** KILL QUERY id. */
@@ -150,6 +173,7 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
   const database = options.database ?? 'lifeguard';
   const password = randomBytes(12).toString('hex');
   const runAs = process.getuid?.() === 0 ? await serverUser() : undefined;
+  if (runAs !== undefined && bins.setpriv === undefined) throw new Error('MariaDB: running as root needs setpriv (util-linux) to start mariadbd as the mysql user');
   const dir = await mkdtemp(join(tmpdir(), 'lifeguard-mariadb-'));
   const dataDir = join(dir, 'data');
   const socket = join(dir, 'mysqld.sock');
@@ -174,8 +198,11 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
 
   const launch = async (p: number): Promise<void> => {
     const args = ['--no-defaults', `--datadir=${dataDir}`, `--socket=${socket}`, `--pid-file=${join(dir, 'mariadbd.pid')}`, `--tmpdir=${join(dir, 'tmp')}`, `--bind-address=${HOST}`, `--port=${p}`, ...settings];
-    const command = runAs !== undefined ? 'setpriv' : bins.mariadbd;
-    const argv = runAs !== undefined ? ['--reuid', runAs.uid, '--regid', runAs.gid, '--init-groups', '--pdeathsig', 'KILL', '--', bins.mariadbd, ...args] : args;
+    // setpriv (util-linux): the non-root user when we are root, and SIGKILL for the server if
+    // the process that started it dies (a crashed test worker leaves no server behind).
+    const setpriv = [...(runAs !== undefined ? ['--reuid', runAs.uid, '--regid', runAs.gid, '--init-groups'] : []), '--pdeathsig', 'KILL', '--', bins.mariadbd];
+    const command = bins.setpriv ?? bins.mariadbd;
+    const argv = bins.setpriv !== undefined ? [...setpriv, ...args] : args;
     log(`--- starting mariadbd on ${HOST}:${p}`);
     const proc = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
@@ -262,7 +289,8 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     try {
       await execFileAsync(
         bins.installDb,
-        ['--no-defaults', `--datadir=${dataDir}`, ...(runAs !== undefined ? [`--user=${runAs.name}`] : []), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve', ...settings.filter((s) => s.startsWith('--innodb'))],
+        // Its own tmpdir: bootstraps running at once in a shared /tmp collide on temporary table names.
+        ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${join(dir, 'tmp')}`, ...(runAs !== undefined ? [`--user=${runAs.name}`] : []), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve', ...settings.filter((s) => s.startsWith('--innodb'))],
         { timeout: startTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 4 << 20 },
       );
     } catch (error) {
@@ -326,6 +354,7 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     password,
     database,
     version,
+    dir,
     get url() {
       return `mysql://root:${encodeURIComponent(password)}@${HOST}:${port}/${encodeURIComponent(database)}`;
     },
@@ -361,8 +390,20 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
       if (isRunning()) child!.kill('SIGCONT');
       paused = false;
     },
-    async connectionsOf(user: string) {
-      const rows = await admin<{ n: number }[]>('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()', [user]);
+    async connectionsOf(who: string | SessionMarker) {
+      const marker = typeof who === 'string' ? { user: who } : who;
+      const where = ['ID <> CONNECTION_ID()'];
+      const params: unknown[] = [];
+      const match = (condition: string, value: string | undefined): void => {
+        if (value === undefined) return;
+        where.push(condition);
+        params.push(value);
+      };
+      match('USER = ?', marker.user);
+      match('DB = ?', marker.db);
+      match('INSTR(INFO, ?) > 0', marker.info);
+      if (params.length === 0) throw new Error('connectionsOf(): give a user or a marker ({ user, db, info })');
+      const rows = await admin<{ n: number }[]>(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ${where.join(' AND ')}`, params);
       return Number(rows[0]!.n);
     },
     async killConnection(id: number) {
