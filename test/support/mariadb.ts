@@ -208,15 +208,21 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     child = proc;
     proc.stdout.on('data', log);
     proc.stderr.on('data', log);
-    exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
-      log(`--- mariadbd exited (${signal ?? `code ${code}`})`);
-      resolve();
-    }));
-    proc.once('error', (error) => log(`--- could not run ${command}: ${error.message}`));
+    exited = new Promise((resolve) => {
+      proc.once('exit', (code, signal) => {
+        log(`--- mariadbd exited (${signal ?? `code ${code}`})`);
+        resolve();
+      });
+      proc.once('error', (error) => {
+        log(`--- could not run ${command}: ${error.message}`);
+        resolve();
+      });
+    });
     const ready = await Promise.race([
       new Promise<'ready'>((resolve) => {
-        const onData = (chunk: Buffer): void => {
-          if (/ready for connections/.test(String(chunk))) {
+        const onData = (): void => {
+          // The log lines so far (a line may arrive in two chunks).
+          if (/ready for connections/.test(logTail(3))) {
             proc.stderr.off('data', onData);
             resolve('ready');
           }
@@ -286,17 +292,15 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     if (runAs !== undefined) await chown(dir, Number(runAs.uid), Number(runAs.gid));
     // mariadb-install-db: system tables only (no test db, no anonymous users); root@localhost
     // and root@127.0.0.1 etc. with an empty password, set below over the socket.
-    try {
-      await execFileAsync(
-        bins.installDb,
-        // Its own tmpdir: bootstraps running at once in a shared /tmp collide on temporary table names.
-        ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${join(dir, 'tmp')}`, ...(runAs !== undefined ? [`--user=${runAs.name}`] : []), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve', ...settings.filter((s) => s.startsWith('--innodb'))],
-        { timeout: startTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 4 << 20 },
-      );
-    } catch (error) {
-      const e = error as { stdout?: string; stderr?: string };
-      log(`${e.stdout ?? ''}\n${e.stderr ?? ''}`);
-      throw failure('mariadb-install-db failed', error);
+    const installDb = await runBounded(
+      bins.installDb,
+      // Its own tmpdir: bootstraps running at once in a shared /tmp collide on temporary table names.
+      ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${join(dir, 'tmp')}`, ...(runAs !== undefined ? [`--user=${runAs.name}`] : []), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve', ...settings.filter((s) => s.startsWith('--innodb'))],
+      startTimeoutMs,
+    );
+    if (installDb.failed !== undefined) {
+      log(installDb.output);
+      throw failure(`mariadb-install-db ${installDb.failed}`);
     }
 
     // A free port; one taken between the check and the bind is retried with another.
@@ -427,6 +431,41 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
 }
 
 // ------------------------------------------------------------------ helpers
+
+/**
+ * Run `command` in its own process group, killing the whole group (mariadb-install-db's
+ * bootstrap server too) if it takes longer than `timeoutMs`. `failed` says how it failed.
+ */
+function runBounded(command: string, args: readonly string[], timeoutMs: number): Promise<{ output: string; failed?: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    const collect = (chunk: Buffer): void => {
+      output = (output + String(chunk)).slice(-64_000);
+    };
+    proc.stdout.on('data', collect);
+    proc.stderr.on('data', collect);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-proc.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, timeoutMs);
+    proc.once('error', (error) => {
+      clearTimeout(timer);
+      resolve({ output, failed: `could not run: ${error.message}` });
+    });
+    proc.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) resolve({ output, failed: `took longer than ${timeoutMs} ms (killed)` });
+      else if (code !== 0) resolve({ output, failed: `failed (${signal ?? `exit code ${code}`})` });
+      else resolve({ output });
+    });
+  });
+}
 
 /** Whether every thread of `pid` is stopped (state T or t in /proc/PID/task/TID/stat). */
 function allThreadsStopped(pid: number): boolean {
