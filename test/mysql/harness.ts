@@ -27,7 +27,7 @@ import { basename } from 'node:path';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
 import { quoteIdent, reconnectingAdmin } from '../support/mariadb.js';
-import { firstLine, rejectionOf, sleep, waitFor, withTimeout } from '../support/wait.js';
+import { firstLine, rejectionOf, sleep, waitFor, watchProcessErrors, withTimeout } from '../support/wait.js';
 import { type Backend, CAPABILITIES, type Capabilities, PROVIDER, PROVIDER_CAPABILITIES, type ProviderName, startProvider } from './providers.js';
 
 export { PROVIDER, PROVIDER_CAPABILITIES, rejectionOf, sleep, waitFor };
@@ -97,13 +97,7 @@ export function useMariaDb(): TestMariaDb {
   const connections = new Set<mysql.Connection>();
   const users: string[] = [];
   const tables: string[] = [];
-  const processErrors: { kind: string; error: unknown }[] = [];
-  const onRejection = (reason: unknown): void => {
-    processErrors.push({ kind: 'unhandledRejection', error: reason });
-  };
-  const onException = (error: unknown): void => {
-    processErrors.push({ kind: 'uncaughtException', error });
-  };
+  let processErrors: ReturnType<typeof watchProcessErrors> | undefined;
 
   if (PROVIDER.name === 'skip') {
     console.log(`[lifeguard] MySQL tests in ${fileTag} skipped: LIFEGUARD_TEST_MYSQL=skip`);
@@ -221,8 +215,7 @@ export function useMariaDb(): TestMariaDb {
 
   beforeAll(async () => {
     if (PROVIDER.name === 'skip') return;
-    process.on('unhandledRejection', onRejection);
-    process.on('uncaughtException', onException);
+    processErrors = watchProcessErrors();
     const started = performance.now();
     backend = await startProvider(PROVIDER);
     try {
@@ -242,6 +235,7 @@ export function useMariaDb(): TestMariaDb {
 
   afterAll(async () => {
     if (PROVIDER.name === 'skip') return;
+    let errors: string[] = [];
     try {
       for (const conn of connections) conn.destroy();
       // Only a shared server keeps anything after the file; a throwaway one is removed whole.
@@ -251,16 +245,14 @@ export function useMariaDb(): TestMariaDb {
       }
       dropAdmin();
     } finally {
-      await backend?.teardown();
-      // Let rejections from the last turns be reported before looking.
-      await sleep(50);
-      process.off('unhandledRejection', onRejection);
-      process.off('uncaughtException', onException);
+      try {
+        await backend?.teardown();
+      } finally {
+        // stop() lets rejections from the last turns be reported before looking.
+        errors = (await processErrors?.stop()) ?? [];
+      }
     }
-    expect(
-      processErrors.map(({ kind, error }) => `${kind}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
-      'no unhandled rejections or uncaught exceptions in this file (FAULTS.md I4)',
-    ).toEqual([]);
+    expect(errors, 'no unhandled rejections or uncaught exceptions in this file (FAULTS.md I4)').toEqual([]);
   }, 90_000);
 
   return db;

@@ -64,3 +64,28 @@ export function firstLine(value: unknown): string {
   const text = value instanceof Error ? value.message : String(value);
   return text.split('\n', 1)[0]!.slice(0, 300);
 }
+
+/**
+ * Record the process's unhandled rejections and uncaught exceptions from now on (FAULTS.md I4;
+ * the real-server harnesses assert none per file). `stop()` waits a moment so rejections from
+ * the last turns are reported, stops listening, and returns them, one string each.
+ */
+export function watchProcessErrors(): { stop(): Promise<string[]> } {
+  const seen: { kind: string; error: unknown }[] = [];
+  const onRejection = (reason: unknown): void => {
+    seen.push({ kind: 'unhandledRejection', error: reason });
+  };
+  const onException = (error: unknown): void => {
+    seen.push({ kind: 'uncaughtException', error });
+  };
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
+  return {
+    async stop() {
+      await sleep(50);
+      process.off('unhandledRejection', onRejection);
+      process.off('uncaughtException', onException);
+      return seen.map(({ kind, error }) => `${kind}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    },
+  };
+}
