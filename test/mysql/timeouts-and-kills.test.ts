@@ -64,11 +64,12 @@ describe('queryTimeoutMs', () => {
 describe('kills from outside the pool', () => {
   it('KILL CONNECTION of a leased connection fails its query with a connection error; the pool heals', async () => {
     const { pool, account } = await poolFor('killed');
-    const running = pool.withConnection((connection) => connection.query('SELECT SLEEP(10)'));
+    // Observed from the start: the failure can arrive before the admin's KILL returns.
+    const failed = rejectionOf(pool.withConnection((connection) => connection.query('SELECT SLEEP(10)')));
     await waitFor('the statement to run', async () => (await statementsOf(account.user, 'SELECT SLEEP%')) === 1);
     const [id] = await db.sessionIds(account.user);
     await db.killConnection(id!);
-    const error = await rejectionOf(running);
+    const error = await failed;
     expect(error).toMatchObject({ fatal: true });
     const [rows] = await pool.query<RowDataPacket[]>('SELECT 1 AS ok');
     expect(rows).toEqual([{ ok: 1 }]);
@@ -77,15 +78,16 @@ describe('kills from outside the pool', () => {
 
   it('KILL QUERY ends only the statement (1317 ER_QUERY_INTERRUPTED): the connection is kept', async () => {
     const { pool, account } = await poolFor('killquery', { max: 1 });
-    const running = pool.query('SELECT SLEEP(10)');
-    await waitFor('the statement to run', async () => (await statementsOf(account.user, 'SELECT SLEEP%')) === 1);
-    const [id] = await db.sessionIds(account.user);
-    await db.killQuery(id!);
+    // Observed from the start: the interruption can arrive before the admin's KILL returns.
     // MariaDB answers SLEEP's interruption with the row 1 (it was interrupted), or with 1317.
-    const outcome = await running.then(
+    const running = pool.query('SELECT SLEEP(10)').then(
       ([rows]) => (rows as RowDataPacket[])[0],
       (error: { errno?: number }) => error.errno,
     );
+    await waitFor('the statement to run', async () => (await statementsOf(account.user, 'SELECT SLEEP%')) === 1);
+    const [id] = await db.sessionIds(account.user);
+    await db.killQuery(id!);
+    const outcome = await running;
     expect([1317, { 'SLEEP(10)': 1 }]).toContainEqual(outcome);
     const [rows] = await pool.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
     expect(rows).toEqual([{ id }]);

@@ -119,12 +119,14 @@ describe('withTransaction', () => {
         // Swallowed, as careless code does.
       }
     });
+    // Observed from the start: the victim can fail while the holder's statement is still running.
+    const settledVictim = rejectionOf(victim).catch(() => undefined);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const holderDone = holder.query(`UPDATE ${t} SET balance = balance WHERE id = 1`).then(
       () => 'ok',
       (error: { errno?: number }) => error.errno,
     );
-    const outcome = await rejectionOf(victim).catch(() => undefined);
+    const outcome = await settledVictim;
     const holderOutcome = await holderDone;
     await holder.query('ROLLBACK');
     expect(holderOutcome).toBe('ok');
