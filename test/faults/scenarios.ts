@@ -6,7 +6,7 @@ import type { PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
 import { type TestDatabase, type TestPool, waitFor } from '../integration/harness.js';
 import { Observer, type LoadOptions } from './observer.js';
 
-export { closingChecks, type ClosingChecks } from '../support/fault-observer.js';
+export { closingChecks, tenAcquires, type ClosingChecks } from '../support/fault-observer.js';
 
 /** The fault suite's standard pool (server-kills, network-*): max 5, background load of 8 workers. */
 export const MAX = 5;
@@ -26,21 +26,6 @@ export async function loadUntilFull(obs: Observer, options: LoadOptions = {}): P
   const load = obs.load(options);
   await waitFor('the pool to fill under load', () => obs.pool.stats().size === obs.max, { timeoutMs: 3000 });
   return load;
-}
-
-/** 5 sequential then 5 concurrent acquire + SELECT 1, through the observer (failures are in obs.records); the clients used. */
-export async function tenAcquires(obs: Observer): Promise<pg.Client[]> {
-  const used: pg.Client[] = [];
-  const once = (): Promise<unknown> =>
-    obs
-      .run(async (client) => {
-        used.push(client);
-        await client.query('SELECT 1');
-      })
-      .catch(() => undefined);
-  for (let i = 0; i < 5; i++) await once();
-  await Promise.all(Array.from({ length: 5 }, once));
-  return used;
 }
 
 /** `n` acquire + SELECT 1 at once, through the observer: how each settled, and the clients used. */

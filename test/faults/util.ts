@@ -1,30 +1,10 @@
 // Helpers the fault-suite files share (the driver-free ones live in test/support/fault-metrics.ts
-// and are re-exported here): filling a pool, process handles and gc.
+// and test/support/fault-observer.ts, re-exported here): process handles and gc.
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import type pg from 'pg';
-import type { Observer } from './observer.js';
 
 export { codes, messages, note, outcome, percentile, settleMs, timeUntil } from '../support/fault-metrics.js';
-
-/** `n` distinct clients at once (a barrier holds each until all are acquired), through obs.run, then released. */
-export async function fill(obs: Observer, n: number): Promise<Set<pg.Client>> {
-  const clients = new Set<pg.Client>();
-  let arrived = 0;
-  let open!: () => void;
-  const all = new Promise<void>((resolve) => (open = resolve));
-  await Promise.all(
-    Array.from({ length: n }, () =>
-      obs.run(async (client) => {
-        clients.add(client);
-        await client.query('SELECT 1');
-        if (++arrived === n) open();
-        await all;
-      }),
-    ),
-  );
-  return clients;
-}
+export { fill } from '../support/fault-observer.js';
 
 /** Active handles that keep the process alive, by type (sockets, servers, ref'ed timers). */
 export function activeResources(): Record<string, number> {

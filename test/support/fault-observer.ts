@@ -423,6 +423,40 @@ export async function closingChecks(obs: PoolObserver<Queryable>, checks: Closin
   await obs.closeAndCheck();
 }
 
+/** 5 sequential then 5 concurrent acquire + SELECT 1, through the observer (failures are in obs.records); the clients used. */
+export async function tenAcquires<C extends Queryable>(obs: PoolObserver<C>): Promise<C[]> {
+  const used: C[] = [];
+  const once = (): Promise<unknown> =>
+    obs
+      .run(async (client) => {
+        used.push(client);
+        await client.query('SELECT 1');
+      })
+      .catch(() => undefined);
+  for (let i = 0; i < 5; i++) await once();
+  await Promise.all(Array.from({ length: 5 }, once));
+  return used;
+}
+
+/** `n` distinct clients at once (a barrier holds each until all are acquired), through obs.run, then released. */
+export async function fill<C extends Queryable>(obs: PoolObserver<C>, n: number): Promise<Set<C>> {
+  const clients = new Set<C>();
+  let arrived = 0;
+  let open!: () => void;
+  const all = new Promise<void>((resolve) => (open = resolve));
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      obs.run(async (client) => {
+        clients.add(client);
+        await client.query('SELECT 1');
+        if (++arrived === n) open();
+        await all;
+      }),
+    ),
+  );
+  return clients;
+}
+
 function summarise(records: readonly OpRecord[]): string {
   return JSON.stringify(errorsByKind(records));
 }
