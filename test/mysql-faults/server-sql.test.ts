@@ -274,4 +274,33 @@ describe('queryTimeoutMs (F18): a statement holding a row lock is stopped on the
     expect(failuresBetween(obs, 0).count, 'the timed-out statement is the only failure: the rest of the load unaffected').toBe(1);
     await closingChecks(obs);
   });
+  // Known limitation, measured (the statement kept its row lock 4.7 s of its 5 s): KILL QUERY
+  // needs a new connection as the pool's user, which the server refuses (1226) when the user is
+  // at its MAX_USER_CONNECTIONS (often set to the pool's max), and the statement goes on. The
+  // timed-out connection still counts against the limit until its statement ends. it.fails: it
+  // passes while the limitation holds and starts failing once it is fixed (then make it `it`).
+  it.fails('known limitation: with the pool user at MAX_USER_CONNECTIONS (= max), the KILL QUERY connection is refused and the row lock stays until the statement ends', async () => {
+    const table = db.table('lockslimit');
+    await db.admin(`CREATE TABLE ${db.database}.${table} (id INT PRIMARY KEY, v INT) ENGINE=InnoDB`);
+    await db.admin(`INSERT INTO ${db.database}.${table} VALUES (1, 0)`);
+    const account = await faults.account('qtlimit');
+    await db.admin(`ALTER USER ?@'%' WITH MAX_USER_CONNECTIONS 2`, [account.user]);
+    const { pool, obs } = await faults.observed('qtlimit', { ...BASE, max: 2, queryTimeoutMs: 300 }, { account });
+    await fill(obs, 2);
+    const { error } = await outcome(pool.query(`UPDATE ${table} SET v = v + 1 + SLEEP(3) WHERE id = 1`));
+    expect((error as { code?: string }).code).toBe('POOL_QUERY_TIMEOUT');
+    const other = await mysql.createConnection({ ...db.connection(), connectTimeout: 5000 });
+    other.on('error', () => {});
+    let lockMs: number;
+    try {
+      await other.query('SET SESSION innodb_lock_wait_timeout = 10');
+      const from = performance.now();
+      await other.query(`UPDATE ${db.database}.${table} SET v = 100 WHERE id = 1`);
+      lockMs = performance.now() - from;
+    } finally {
+      other.destroy();
+    }
+    results('queryTimeoutMs at the user limit (known limitation)', { otherSessionGotLockMs: round(lockMs) });
+    expect(lockMs, 'the lock was free at once: the statement was stopped on the server').toBeLessThan(1000);
+  });
 });
