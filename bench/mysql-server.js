@@ -1,8 +1,8 @@
 // The MariaDB/MySQL server the benchmarks run against: a private mariadbd (Debian's
 // mariadb-server; the same starter as the tests, test/support/mariadb.ts, compiled on the fly
-// with esbuild: temp data dir, free loopback port, random root password, deleted at the end)
+// by esbuild: temp data dir, free loopback port, random root password, deleted at the end)
 // unless MYSQL_URL is set. stop() is idempotent and always safe.
-import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const noop = () => {};
 
@@ -13,16 +13,21 @@ export async function startMysqlServer() {
     // Never print credentials.
     return { url: fromEnv, where: `MYSQL_URL (${u.hostname}:${u.port || 3306}${u.pathname})`, stop: async () => {} };
   }
-  // test/support/mariadb.ts is TypeScript; the benchmarks run on plain node. Its only imports are
-  // node builtins and mysql2/promise, so stripping the types is enough. Written under
+  // test/support/mariadb.ts is TypeScript; the benchmarks run on plain node. esbuild bundles it
+  // with its local imports (node builtins and mysql2 stay external), written under
   // node_modules/.cache so that `mysql2/promise` resolves from the project.
-  const { transform } = await import('esbuild');
-  const source = fs.readFileSync(new URL('../test/support/mariadb.ts', import.meta.url), 'utf8');
-  const { code } = await transform(source, { loader: 'ts', format: 'esm', platform: 'node', target: 'node20' });
-  const dir = new URL('../node_modules/.cache/lifeguard-bench/', import.meta.url);
-  fs.mkdirSync(dir, { recursive: true });
-  const file = new URL('mariadb.mjs', dir);
-  fs.writeFileSync(file, code);
+  const { build } = await import('esbuild');
+  const file = new URL('../node_modules/.cache/lifeguard-bench/mariadb.mjs', import.meta.url);
+  await build({
+    entryPoints: [fileURLToPath(new URL('../test/support/mariadb.ts', import.meta.url))],
+    outfile: fileURLToPath(file),
+    bundle: true,
+    packages: 'external',
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'error',
+  });
   const { startMariaDb } = await import(file.href);
   const server = await startMariaDb({ maxConnections: 300 });
   let stopping;
