@@ -227,8 +227,10 @@ describe('queryTimeoutMs (F18): a statement holding a row lock is stopped on the
     await db.admin(`CREATE TABLE ${db.database}.${table} (id INT PRIMARY KEY, v INT) ENGINE=InnoDB`);
     await db.admin(`INSERT INTO ${db.database}.${table} VALUES (1, 0)`);
     const TIMEOUT = 300;
-    // The KILL QUERY goes out on a short-lived second connection as the pool's user: one session over max for a moment.
-    const { pool, obs, account } = await faults.observed('qtimeout', { ...BASE, queryTimeoutMs: TIMEOUT }, { sessionSlack: 1 });
+    // Up to two sessions over max for a moment: the KILL QUERY goes out on a short-lived second
+    // connection as the pool's user, and the timed-out connection's slot is free (and refilled)
+    // as soon as its socket is cut, while the server ends its session a few ms later (measured: 12 once).
+    const { pool, obs, account } = await faults.observed('qtimeout', { ...BASE, queryTimeoutMs: TIMEOUT }, { sessionSlack: 2 });
     await loadUntil(obs, MAX - 1, 20);
     const brokenBefore = pool.stats().destroyedByReason.broken;
     const fault = obs.fault('long statement holding a row lock');
