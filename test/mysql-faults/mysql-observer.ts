@@ -9,7 +9,9 @@ import type { Connection } from 'mysql2/promise';
 import { afterEach, expect } from 'vitest';
 import { createMysqlPool, isConnectionFatal, type MysqlPool, type MysqlPoolConfig } from '../../src/adapters/mysql/index.js';
 import { PoolError } from '../../src/index.js';
+import { randomBytes } from 'node:crypto';
 import type { Account, TestMariaDb } from '../mysql/harness.js';
+import { startMariaDb, type MariaDb, type MariaDbOptions } from '../support/mariadb.js';
 import { codes, round } from '../support/fault-metrics.js';
 import { PoolObserver, type FaultMark, type OpRecord } from '../support/fault-observer.js';
 
@@ -30,11 +32,14 @@ export interface Observed {
 
 export type PoolSettings = Omit<MysqlPoolConfig, 'host' | 'port' | 'user' | 'password' | 'database' | 'uri'> & { readonly max: number; readonly acquireTimeoutMs: number };
 
+/** The server a pool under test logs in to: the file's (useMariaDb()) unless a test starts its own. */
+export type Target = Pick<TestMariaDb, 'connection' | 'sessions' | 'user'>;
+
 export interface MysqlFaults {
   /** A MySQL user for one pool (made while the server is up). */
   account(label: string): Promise<Account>;
   /** A pool logging in as `account` (a new user unless given) under a sampling observer; finished and closed after the test. */
-  observed(label: string, settings: PoolSettings, extra?: { account?: Account; sessionSlack?: number }): Promise<Observed>;
+  observed(label: string, settings: PoolSettings, extra?: { account?: Account; sessionSlack?: number; target?: Target }): Promise<Observed>;
 }
 
 /** Once per file, after useMariaDb(): the helpers above, and the afterEach that stops and closes what they made. */
@@ -50,12 +55,13 @@ export function useMysqlFaults(db: TestMariaDb): MysqlFaults {
   return {
     account,
     async observed(label, settings, extra = {}) {
-      const acc = extra.account ?? (await account(label));
-      const pool = createMysqlPool({ ...db.connection(acc), ...settings });
+      const target = extra.target ?? db;
+      const acc = extra.account ?? (await target.user(label));
+      const pool = createMysqlPool({ ...target.connection(acc), ...settings });
       const obs = new PoolObserver<Connection>(pool, {
         max: settings.max,
         acquireTimeoutMs: settings.acquireTimeoutMs,
-        serverSessions: () => db.sessions(acc.user),
+        serverSessions: () => target.sessions(acc.user),
         ...(extra.sessionSlack === undefined ? {} : { sessionSlack: extra.sessionSlack }),
         isFatal: isConnectionFatal,
       }).start();
@@ -119,3 +125,24 @@ export const threadIdOf = (c: Connection): number => {
   expect(id, 'a connected mysql2 connection has a thread id').toBeTypeOf('number');
   return id!;
 };
+
+/**
+ * A private MariaDB of the test's own, for settings the file's server cannot take at run time
+ * (e.g. --max-user-connections, which SET GLOBAL refuses to change from 0): the handle (tear
+ * it down after the test) and a Target for `observed()`.
+ */
+export async function ownServer(options: MariaDbOptions): Promise<{ server: MariaDb; target: Target }> {
+  const server = await startMariaDb(options);
+  let n = 0;
+  const target: Target = {
+    connection: (account) => ({ host: server.host, port: server.port, user: account?.user ?? server.user, password: account?.password ?? server.password, database: server.database }),
+    sessions: (user) => server.connectionsOf(user),
+    async user(label) {
+      const user = `lg${++n}_${label.replace(/[^a-z0-9]/gi, '')}`.slice(0, 32);
+      const password = randomBytes(12).toString('hex');
+      await server.createUser(user, password, [`ALL ON \`${server.database}\`.*`]);
+      return { user, password };
+    },
+  };
+  return { server, target };
+}

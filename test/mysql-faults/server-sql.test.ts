@@ -3,7 +3,9 @@
 // I8, I9) and useMariaDb()'s process hooks (I4).
 //
 //   squeeze  connection limits: SET GLOBAL max_connections (1040), SET GLOBAL
-//            max_user_connections (1203), the pool user's MAX_USER_CONNECTIONS (1226)    (F7)
+//            max_user_connections (1203; on a server of its own started with a limit, as
+//            MariaDB cannot raise it from 0 at run time), the pool user's
+//            MAX_USER_CONNECTIONS (1226)                                                (F7)
 //   killed   KILL CONNECTION on idle pooled connections, on all of them under load, and
 //            on one leased mid-statement                                               (F1, F2)
 //   timeout  queryTimeoutMs on a statement holding a row lock: KILL QUERY stops it on the
@@ -16,7 +18,7 @@ import { isConnectionFatal, isRetryableConnectError } from '../../src/adapters/m
 import { sleep, useMariaDb, waitFor } from '../mysql/harness.js';
 import { AttemptMeter, checkNoConnectStorm, outcome, round, timeUntil } from '../support/fault-metrics.js';
 import { closingChecks, fill, tenAcquires } from '../support/fault-observer.js';
-import { backgroundWork, BASE, failuresBetween, MAX, results, threadIdOf, useMysqlFaults, WORKERS, type MysqlObserver } from './mysql-observer.js';
+import { backgroundWork, BASE, failuresBetween, MAX, ownServer, results, threadIdOf, useMysqlFaults, WORKERS, type MysqlObserver } from './mysql-observer.js';
 
 const db = useMariaDb();
 const faults = useMysqlFaults(db);
@@ -40,9 +42,14 @@ const SQUEEZES = [
 
 describe('connection-limit squeeze (F7): the pool serves from the connections it has, retries the refused creates, grows back when lifted', () => {
   for (const squeeze of SQUEEZES) {
-    it(`${squeeze.label} (${squeeze.errno}): 0 failed operations, the refusal retried without a connect storm, back to max within 1 s of the lift`, async (context) => {
+    it(`${squeeze.label} (${squeeze.errno}): 0 failed operations, the refusal retried without a connect storm, back to max within 1 s of the lift`, async () => {
       const ALLOWED = 3;
-      const account = await faults.account('squeeze');
+      // MariaDB refuses SET GLOBAL max_user_connections when it started with 0 (the default, and
+      // the file's server): that variant runs on a server of its own started with a limit.
+      const own = squeeze.errno === 1203 ? await ownServer({ settings: { max_user_connections: 1000 } }) : undefined;
+      const target = own?.target ?? db;
+      const admin = own?.server ?? db;
+      const account = await target.user('squeeze');
       const restore: (() => Promise<unknown>)[] = [];
       try {
         // The limit first, then the pool: it can have ALLOWED sessions and asks for MAX.
@@ -60,28 +67,22 @@ describe('connection-limit squeeze (F7): the pool serves from the connections it
           restore.push(() => db.setGlobal('max_connections', v));
           await db.setGlobal('max_connections', LIMIT);
         } else if (squeeze.errno === 1203) {
-          const [{ v }] = await db.admin<[{ v: number }]>('SELECT @@GLOBAL.max_user_connections AS v');
-          // MariaDB refuses SET GLOBAL max_user_connections when it started with 0 (the default):
-          // the variant needs a server started with --max-user-connections > 0.
-          if (Number(v) === 0) {
-            results(`squeeze ${squeeze.label}`, { skipped: 'the server runs with max_user_connections=0, which SET GLOBAL cannot change' });
-            context.skip('needs a MariaDB started with --max-user-connections > 0 (useMariaDb has no server settings yet)');
-          }
-          restore.push(() => db.setGlobal('max_user_connections', v));
-          await db.setGlobal('max_user_connections', ALLOWED);
+          const [{ v }] = await admin.admin<[{ v: number }]>('SELECT @@GLOBAL.max_user_connections AS v');
+          restore.push(() => admin.setGlobal('max_user_connections', v));
+          await admin.setGlobal('max_user_connections', ALLOWED);
         } else {
           restore.push(() => db.admin(`ALTER USER ?@'%' WITH MAX_USER_CONNECTIONS 0`, [account.user]));
           await db.admin(`ALTER USER ?@'%' WITH MAX_USER_CONNECTIONS ${ALLOWED}`, [account.user]);
         }
         const settings = { ...BASE, acquireTimeoutMs: 3000 };
-        const { pool, obs } = await faults.observed('squeeze', settings, { account });
+        const { pool, obs } = await faults.observed('squeeze', settings, { account, target });
         const meter = new AttemptMeter(pool).start();
         const fault = obs.fault(squeeze.label);
         obs.load({ workers: WORKERS, work: backgroundWork() });
         await waitFor('a refused create', () => pool.stats().createFailed > 0, { timeoutMs: 3000 });
         await sleep(3000);
         const sizeSqueezed = pool.stats().size;
-        const sessionsSqueezed = await db.sessions(account.user);
+        const sessionsSqueezed = await target.sessions(account.user);
         const health = pool.health();
         const lastError = health.lastError;
         for (const undo of restore.splice(0)) await undo();
@@ -119,6 +120,7 @@ describe('connection-limit squeeze (F7): the pool serves from the connections it
         await closingChecks(obs);
       } finally {
         for (const undo of restore) await undo();
+        await own?.server.teardown();
       }
     });
   }
