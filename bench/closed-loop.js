@@ -174,3 +174,22 @@ export function machineLines() {
 export const cellLine = (cfg, reps) =>
   `- ${cfg.seconds} s per cell after a ${cfg.warmSeconds} s warm-up, best of ${reps} interleaved run${reps > 1 ? 's' : ''}, ` +
   `gc between cells: ${globalThis.gc ? 'yes' : 'no (run node with --expose-gc)'}`;
+
+/** A module of the built package (`dist/<path>`), with a hint when it is not built. */
+export function importDist(path) {
+  return import(new URL(`../dist/${path}`, import.meta.url).href).catch((err) => {
+    throw new Error(`cannot load ../dist/${path}: run \`npm run build\` first (or skip it with --only=...)`, { cause: err });
+  });
+}
+
+/** A lifeguard pool as a pool under test: `pool.query(sql)`; open() holds `max` leases at once, then releases them. */
+export function lifeguardRunner(pool, sql, max) {
+  return {
+    query: () => pool.query(sql),
+    async open() {
+      const leases = await times(max, () => pool.acquire());
+      await Promise.all(leases.map((lease) => lease.release()));
+    },
+    close: () => pool.close(),
+  };
+}

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import mysql from 'mysql2/promise';
-import { cellConfig, cellLine, fmtRatio, machineLines, parseArgs, pkgVersion, runLevels, stopOnSignal, table, times } from './closed-loop.js';
+import { cellConfig, cellLine, fmtRatio, importDist, lifeguardRunner, machineLines, parseArgs, pkgVersion, runLevels, stopOnSignal, table, times } from './closed-loop.js';
 import { startMysqlServer } from './mysql-server.js';
 
 const MAX = 10;
@@ -22,18 +22,8 @@ const POOLS = [
     name: 'lifeguard',
     label: 'lifeguard (createMysqlPool)',
     async setup(url) {
-      const { createMysqlPool } = await import('../dist/adapters/mysql/index.js').catch((err) => {
-        throw new Error('cannot load ../dist/adapters/mysql/index.js: run `npm run build` first (or skip it with --only=...)', { cause: err });
-      });
-      const pool = createMysqlPool({ uri: url, max: MAX });
-      return {
-        query: () => pool.query(SQL),
-        async open() {
-          const leases = await times(MAX, () => pool.acquire());
-          await Promise.all(leases.map((lease) => lease.release()));
-        },
-        close: () => pool.close(),
-      };
+      const { createMysqlPool } = await importDist('adapters/mysql/index.js');
+      return lifeguardRunner(createMysqlPool({ uri: url, max: MAX }), SQL, MAX);
     },
   },
   {

@@ -7,7 +7,7 @@ import genericPool from 'generic-pool';
 import pg from 'pg';
 import postgres from 'postgres';
 import tarn from 'tarn';
-import { cellConfig, cellLine, fmtRatio, machineLines, parseArgs, pkgVersion, runLevels, stopOnSignal, table, times } from './closed-loop.js';
+import { cellConfig, cellLine, fmtRatio, importDist, lifeguardRunner, machineLines, parseArgs, pkgVersion, runLevels, stopOnSignal, table, times } from './closed-loop.js';
 import { startServer } from './pg-server.js';
 
 const MAX = 10;
@@ -34,18 +34,8 @@ const POOLS = [
   {
     name: 'lifeguard',
     async setup(conn, appName) {
-      const { createPostgresPool } = await import('../dist/adapters/postgres/index.js').catch((err) => {
-        throw new Error('cannot load ../dist/adapters/postgres/index.js: run `npm run build` first (or skip it with --only=...)', { cause: err });
-      });
-      const pool = createPostgresPool({ connectionString: conn.url, application_name: appName, max: MAX });
-      return {
-        query: () => pool.query(SQL),
-        async open() {
-          const leases = await times(MAX, () => pool.acquire());
-          await Promise.all(leases.map((lease) => lease.release()));
-        },
-        close: () => pool.close(),
-      };
+      const { createPostgresPool } = await importDist('adapters/postgres/index.js');
+      return lifeguardRunner(createPostgresPool({ connectionString: conn.url, application_name: appName, max: MAX }), SQL, MAX);
     },
   },
   {
@@ -53,9 +43,7 @@ const POOLS = [
     label: 'lifeguard/pg',
     // The drop-in: pg.Pool's API (what ORMs call) over lifeguard's pool.
     async setup(conn, appName) {
-      const { Pool } = await import('../dist/adapters/pg/index.js').catch((err) => {
-        throw new Error('cannot load ../dist/adapters/pg/index.js: run `npm run build` first (or skip it with --only=...)', { cause: err });
-      });
+      const { Pool } = await importDist('adapters/pg/index.js');
       const pool = new Pool({ connectionString: conn.url, application_name: appName, max: MAX });
       return {
         query: () => pool.query(SQL),
