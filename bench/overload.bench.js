@@ -6,14 +6,18 @@
 // when its acquire was refused (timeout, shed).
 // With --postgres, the same shape on a real PostgreSQL (embedded, or DATABASE_URL): each
 // request is `SELECT pg_sleep(0.01)` through the pool's query(), lifeguard against pg.Pool.
-// Usage: npm run build && node bench/overload.bench.js [--postgres] [--quick] [--loads=0.8,1.1,2,4] [--seconds=3]
+// With --mysql, on a real MariaDB/MySQL (a private mariadbd, or MYSQL_URL): each request is
+// `SELECT SLEEP(0.01)` through query(), lifeguard against mysql2's own pool.
+// Usage: npm run build && node bench/overload.bench.js [--postgres | --mysql] [--quick] [--loads=0.8,1.1,2,4] [--seconds=3]
 import genericPool from 'generic-pool';
 import PgPool from 'pg-pool';
 import tarn from 'tarn';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { startMysqlServer } from './mysql-server.js';
 import { startServer } from './pg-server.js';
 
 const MAX = 10;
@@ -56,12 +60,13 @@ async function lifeguard(queuePolicy) {
   return holding({ acquire: () => pool.acquire(), release: (lease) => lease.release(), close: () => pool.close() });
 }
 
-const SLEEP_SQL = `SELECT pg_sleep(${HOLD_MS / 1000})`;
+/** What one request runs on a real server: HOLD_MS of server time. */
+const SLEEP_SQL = { postgres: `SELECT pg_sleep(${HOLD_MS / 1000})`, mysql: `SELECT SLEEP(${HOLD_MS / 1000})` };
 
-/** A PostgreSQL pool as a request runner: one query() of HOLD_MS on the server. */
-function querying(pool, close) {
+/** A database pool as a request runner: one query() of HOLD_MS on the server. */
+function querying(pool, close, sql) {
   return {
-    request: () => pool.query(SLEEP_SQL),
+    request: () => pool.query(sql),
     async warm() {
       await Promise.all(Array.from({ length: MAX }, () => pool.query('SELECT 1')));
     },
@@ -75,7 +80,7 @@ const PG_POOLS = [
     async setup(url) {
       const { createPostgresPool } = await import('../dist/adapters/postgres/index.js');
       const pool = createPostgresPool({ connectionString: url, max: MAX, acquireTimeoutMs: DEADLINE_MS, queuePolicy, onError: () => {} });
-      return querying(pool, () => pool.close());
+      return querying(pool, () => pool.close(), SLEEP_SQL.postgres);
     },
   })),
   {
@@ -83,7 +88,27 @@ const PG_POOLS = [
     setup(url) {
       const pool = new pg.Pool({ connectionString: url, max: MAX, connectionTimeoutMillis: DEADLINE_MS });
       pool.on('error', () => {});
-      return querying(pool, () => pool.end());
+      return querying(pool, () => pool.end(), SLEEP_SQL.postgres);
+    },
+  },
+];
+
+const MYSQL_POOLS = [
+  ...['adaptive', 'fifo'].map((queuePolicy) => ({
+    name: `lifeguard (${queuePolicy}${queuePolicy === 'adaptive' ? ', the default' : ''})`,
+    async setup(url) {
+      const { createMysqlPool } = await import('../dist/adapters/mysql/index.js');
+      const pool = createMysqlPool({ uri: url, max: MAX, acquireTimeoutMs: DEADLINE_MS, queuePolicy, onError: () => {} });
+      return querying(pool, () => pool.close(), SLEEP_SQL.mysql);
+    },
+  })),
+  {
+    // mysql2's pool has no acquire deadline (connectTimeout bounds only new connections): its
+    // callers wait in a FIFO queue (queueLimit 0: unbounded) for as long as it takes.
+    name: 'mysql2 createPool',
+    setup(url) {
+      const pool = mysql.createPool({ uri: url, connectionLimit: MAX });
+      return querying(pool, () => pool.end(), SLEEP_SQL.mysql);
     },
   },
 ];
@@ -161,26 +186,28 @@ async function main() {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
   const postgres = args.includes('--postgres');
+  const mysqlServer = args.includes('--mysql');
+  if (postgres && mysqlServer) throw new Error('--postgres and --mysql: one database at a time');
   const loadsArg = args.find((a) => a.startsWith('--loads='));
   const secondsArg = args.find((a) => a.startsWith('--seconds='));
   const loads = loadsArg ? loadsArg.slice(8).split(',').map(Number) : [0.8, 1.1, 2, 4];
   const seconds = secondsArg ? Number(secondsArg.slice(10)) : quick ? 1 : 3;
   for (const arg of args) {
-    if (arg !== '--quick' && arg !== '--postgres' && arg !== loadsArg && arg !== secondsArg) {
-      throw new Error(`unknown argument ${arg} (expected --postgres, --quick, --loads=a,b,..., --seconds=N)`);
+    if (arg !== '--quick' && arg !== '--postgres' && arg !== '--mysql' && arg !== loadsArg && arg !== secondsArg) {
+      throw new Error(`unknown argument ${arg} (expected --postgres or --mysql, --quick, --loads=a,b,..., --seconds=N)`);
     }
   }
-  const server = postgres ? await startServer() : undefined;
+  const server = postgres ? { ...(await startServer()), kind: 'PostgreSQL', sql: SLEEP_SQL.postgres } : mysqlServer ? { ...(await startMysqlServer()), kind: 'MySQL', sql: SLEEP_SQL.mysql } : undefined;
   try {
-    await report(postgres ? PG_POOLS : POOLS, loads, seconds, server);
+    await report(postgres ? PG_POOLS : mysqlServer ? MYSQL_POOLS : POOLS, loads, seconds, server);
   } finally {
     await server?.stop();
   }
 }
 
 async function report(pools, loads, seconds, server) {
-  console.log(`# Goodput under overload${server ? ' (PostgreSQL)' : ''}\n`);
-  console.log(`- node ${process.version}; max ${MAX}, ${server ? `each request \`${SLEEP_SQL}\` on ${server.where}` : `hold ${HOLD_MS} ms`}, ` +
+  console.log(`# Goodput under overload${server ? ` (${server.kind})` : ''}\n`);
+  console.log(`- node ${process.version}; max ${MAX}, ${server ? `each request \`${server.sql}\` on ${server.where}` : `hold ${HOLD_MS} ms`}, ` +
     `acquire deadline ${DEADLINE_MS} ms: capacity ${CAPACITY}/s nominal; ${seconds} s per run, open-loop arrivals`);
   console.log(`- good: finished within ${DEADLINE_MS} ms of arrival; goodput = good per second, as a share of capacity\n`);
   console.log('| load | pool | goodput (of capacity) | good | late | failed | failed: p50 ms to fail | good p50 / p99 ms |');

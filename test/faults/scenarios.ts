@@ -2,10 +2,11 @@
 // load): a pool under a sampling Observer, background load that fills it, load work that
 // records which client served each operation, and the checks that end a scenario.
 import type pg from 'pg';
-import { expect } from 'vitest';
 import type { PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
 import { type TestDatabase, type TestPool, waitFor } from '../integration/harness.js';
 import { Observer, type LoadOptions } from './observer.js';
+
+export { closingChecks, tenAcquires, type ClosingChecks } from '../support/fault-observer.js';
 
 /** The fault suite's standard pool (server-kills, network-*): max 5, background load of 8 workers. */
 export const MAX = 5;
@@ -25,46 +26,6 @@ export async function loadUntilFull(obs: Observer, options: LoadOptions = {}): P
   const load = obs.load(options);
   await waitFor('the pool to fill under load', () => obs.pool.stats().size === obs.max, { timeoutMs: 3000 });
   return load;
-}
-
-export interface ClosingChecks {
-  /** I1–I3 as expect.soft: a known disagreement with FAULTS.md, reported, that must not stop the checks after it. */
-  readonly softInvariants?: boolean;
-  /** I9 from this moment (assertErrorBudget): operations started at or after it never fail. */
-  readonly budgetFrom?: number;
-  /** I9: failures allowed beyond the operations in flight when the faults hit. */
-  readonly extraFailures?: number;
-  /** I7: the first operation (acquire + SELECT 1) succeeds within this many ms. */
-  readonly recoveryWithinMs?: number;
-}
-
-/**
- * How a scenario ends once its fault is gone (call after `obs.finish()`), in this order: I1–I3
- * (assertInvariants), I9 when `budgetFrom` is given, I7 when `recoveryWithinMs` is given, I6
- * (assertNoOrphans), I5 (closeAndCheck).
- */
-export async function closingChecks(obs: Observer, checks: ClosingChecks = {}): Promise<void> {
-  if (checks.softInvariants === true) expect.soft(() => obs.assertInvariants(), 'I1-I3').not.toThrow();
-  else obs.assertInvariants();
-  if (checks.budgetFrom !== undefined) obs.assertErrorBudget(checks.budgetFrom, checks.extraFailures);
-  if (checks.recoveryWithinMs !== undefined) expect(await obs.recovery(checks.recoveryWithinMs), 'I7').toBeLessThanOrEqual(checks.recoveryWithinMs);
-  await obs.assertNoOrphans();
-  await obs.closeAndCheck();
-}
-
-/** 5 sequential then 5 concurrent acquire + SELECT 1, through the observer (failures are in obs.records); the clients used. */
-export async function tenAcquires(obs: Observer): Promise<pg.Client[]> {
-  const used: pg.Client[] = [];
-  const once = (): Promise<unknown> =>
-    obs
-      .run(async (client) => {
-        used.push(client);
-        await client.query('SELECT 1');
-      })
-      .catch(() => undefined);
-  for (let i = 0; i < 5; i++) await once();
-  await Promise.all(Array.from({ length: 5 }, once));
-  return used;
 }
 
 /** `n` acquire + SELECT 1 at once, through the observer: how each settled, and the clients used. */
