@@ -76,6 +76,27 @@ export function mysqlAdapter(
 ): Adapter<PromiseConnection> {
   const rollbackDirty = policy.dirtyRelease === 'rollback' || policy.resetOnRelease !== 'none';
   const timeoutMs = policy.queryTimeoutMs;
+  /** The pool's live connections, and which are idle (from ref()): where a kill goes when the user is at its connection limit. */
+  const live = new Set<PromiseConnection>();
+  const idle = new WeakSet<PromiseConnection>();
+  const othersThan = (connection: PromiseConnection) => (): PromiseConnection[] => {
+    const others = [...live].filter((other) => other !== connection);
+    return [...others.filter((other) => idle.has(other) && !busy(other)), ...others.filter((other) => !idle.has(other) || busy(other))];
+  };
+  /** Stop `connection`'s statement on the server; one that cannot be stopped is reported, since it keeps its locks until it ends. */
+  const stopStatement = async (connection: PromiseConnection, threadId: number): Promise<void> => {
+    const outcome = await killQuery(options, threadId, othersThan(connection));
+    if (!outcome.sent) {
+      const cause = outcome.error;
+      policy.warn?.(
+        new PoolError(
+          `KILL QUERY ${threadId} could not be sent (${cause instanceof Error ? cause.message : String(cause)}): the statement goes on running on the server, holding its locks, until it ends`,
+          'POOL_KILL_FAILED',
+          { cause },
+        ),
+      );
+    }
+  };
 
   /** Bound every statement: on expiry the server-side statement is killed and the connection cut. */
   const boundStatements = (connection: PromiseConnection, base: BaseConnection): void => {
@@ -88,7 +109,7 @@ export function mysqlAdapter(
         const timer = setTimeout(() => {
           if (dead(connection)) return;
           const threadId = base.threadId;
-          if (threadId !== null) void killQuery(options, threadId);
+          if (threadId !== null) void stopStatement(connection, threadId);
           hardClose(connection, new QueryTimeoutError(timeoutMs, command.sql ?? command.query));
         }, timeoutMs);
         timer.unref();
@@ -134,18 +155,22 @@ export function mysqlAdapter(
       connectionState.status = base._handshakePacket?.statusFlags ?? connectionState.status;
       boundStatements(connection, base);
       recordListeners(connection);
+      live.add(connection);
       return connection;
     },
 
     async destroy(connection, signal) {
       const base = baseOf(connection);
+      idle.delete(connection);
       // A statement still running holds its locks until it ends: stop it on the server, then cut.
       if (!dead(connection) && busy(connection)) {
         const threadId = base.threadId;
         hardClose(connection);
-        if (threadId !== null) await killQuery(options, threadId);
+        live.delete(connection);
+        if (threadId !== null) await stopStatement(connection, threadId);
         return;
       }
+      live.delete(connection);
       if (dead(connection)) {
         hardClose(connection);
         return;
@@ -186,6 +211,8 @@ export function mysqlAdapter(
     ref(connection, active) {
       restoreListeners(connection);
       refSocket(connection, active);
+      if (active) idle.delete(connection);
+      else idle.add(connection);
     },
 
     probe(signal) {

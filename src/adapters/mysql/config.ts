@@ -3,7 +3,7 @@
  * options or adapter policy; their validation; and the merge explicit > `uri` > defaults.
  */
 import type { ConnectionOptions } from 'mysql2';
-import { InvalidPoolOptionError, POOL_DEFAULTS, POOL_OPTION_NAMES, type PoolOptions } from '../../index.js';
+import { InvalidPoolOptionError, POOL_DEFAULTS, POOL_OPTION_NAMES, defaultOnError, type PoolOptions } from '../../index.js';
 import type { Connection as PromiseConnection } from 'mysql2/promise';
 
 /** mysql2 connection options lifeguard passes to each connection (mysql2's `validOptions`, minus its pool's). */
@@ -210,6 +210,8 @@ export interface MysqlReleasePolicy {
   readonly dirtyRelease: DirtyRelease;
   /** See {@link MysqlPoolConfig.queryTimeoutMs}. */
   readonly queryTimeoutMs?: number;
+  /** Where a statement that could not be stopped on the server is reported (the pool's `onError`). */
+  readonly warn?: (error: Error) => void;
 }
 
 /** Split and validate `createMysqlPool`'s config; throws `InvalidPoolOptionError` naming the option, never echoing a password. */
@@ -250,6 +252,11 @@ export function resolveMysqlConfig(given: MysqlPoolConfig | string): ResolvedMys
   return {
     connectionOptions: connectionOptions as ConnectionOptions,
     poolOptions: poolOptions as Omit<PoolOptions<PromiseConnection>, 'adapter'>,
-    policy: { resetOnRelease, dirtyRelease, ...(queryTimeoutMs === undefined ? {} : { queryTimeoutMs }) },
+    policy: {
+      resetOnRelease,
+      dirtyRelease,
+      ...(queryTimeoutMs === undefined ? {} : { queryTimeoutMs }),
+      warn: typeof config.onError === 'function' ? config.onError : defaultOnError,
+    },
   };
 }
