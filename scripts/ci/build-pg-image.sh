@@ -48,102 +48,19 @@ readonly CHANGES=(
   "EXPOSE 5432"
 )
 
-log() { printf 'build-pg-image: %s\n' "$*" >&2; }
-die() {
-  printf 'build-pg-image: error: %s\n' "$*" >&2
-  exit 1
-}
-# Seconds since $1 (a $SECONDS value).
-since() { echo "$((SECONDS - $1))s"; }
+# shellcheck source=lib-image.sh
+. "$SCRIPT_DIR/lib-image.sh"
 
-# The first Debian mirror in the apt sources that serves $SUITE (one-line or deb822 format).
-debian_mirror() {
-  if [[ -n ${LIFEGUARD_DEBIAN_MIRROR:-} ]]; then
-    echo "$LIFEGUARD_DEBIAN_MIRROR"
-    return
-  fi
-  local files=() f uri
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -r $f ]] && files+=("$f")
-  done
-  if ((${#files[@]})); then
-    # deb [opt=... ...] URI SUITE COMPONENT...
-    uri=$(awk -v suite="$SUITE" '
-      $1 == "deb" {
-        i = 2
-        if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-        if ($(i + 1) == suite) { print $i; exit }
-      }' "${files[@]}")
-    [[ -n $uri ]] && echo "$uri" && return
-  fi
-  files=()
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -r $f ]] && files+=("$f")
-  done
-  if ((${#files[@]})); then
-    # Paragraphs of "Field: value" lines; the first enabled "deb" paragraph listing $SUITE.
-    uri=$(awk -v suite="$SUITE" '
-      BEGIN { RS = ""; FS = "\n" }
-      {
-        types = uris = suites = ""; enabled = "yes"
-        for (i = 1; i <= NF; i++) {
-          if ($i ~ /^#/) continue
-          split($i, kv, /:[ \t]*/)
-          key = tolower(kv[1]); value = substr($i, length(kv[1]) + 2); sub(/^[ \t]+/, "", value)
-          if (key == "types") types = value
-          else if (key == "uris") uris = value
-          else if (key == "suites") suites = value
-          else if (key == "enabled") enabled = tolower(value)
-        }
-        if (enabled != "no" && (" " types " ") ~ / deb / && (" " suites " ") ~ (" " suite " ")) {
-          split(uris, u, /[ \t]+/); print u[1]; exit
-        }
-      }' "${files[@]}")
-    [[ -n $uri ]] && echo "$uri" && return
-  fi
-  echo "http://deb.debian.org/debian"
-}
-
-# Unmount whatever debootstrap may have left mounted under $1 (if interrupted), then delete it.
-remove_tree() {
-  local dir=$1 mnt
-  [[ -e $dir ]] || return 0
-  while read -r mnt; do
-    umount -l "$mnt" 2>/dev/null || true
-  done < <(awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r)
-  rm -rf --one-file-system -- "$dir"
-}
-
-WORK_DIR=
-cleanup() { [[ -z $WORK_DIR ]] || remove_tree "$WORK_DIR"; }
-trap cleanup EXIT
+readonly LOG_NAME=build-pg-image
+readonly REBUILD_VAR=LIFEGUARD_PG_REBUILD
+readonly STOP_SIGNAL=SIGINT
+readonly RECIPE_PARTS=("$SUITE" "$PG_MAJOR")
+readonly IMPORT_MESSAGE="lifeguard CI: debootstrap $SUITE + postgresql-$PG_MAJOR (scripts/ci/build-pg-image.sh)"
 
 # debootstrap + trim -> $ROOTFS_TAR.
 build_rootfs_tar() {
-  [[ -n $WORK_DIR && -d $WORK_DIR ]] || die "internal error: no work directory"
-  if ! command -v debootstrap >/dev/null; then
-    log "installing debootstrap"
-    local out
-    if ! out=$(apt-get update 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap 2>&1); then
-      printf '%s\n' "$out" | tail -n 30 >&2
-      die "could not install debootstrap (apt output above)"
-    fi
-  fi
-  local mirror rootfs dlog start=$SECONDS
-  mirror=$(debian_mirror)
-  rootfs=$WORK_DIR/rootfs
-  dlog=$CACHE_DIR/debootstrap.log
-  log "debootstrap --variant=minbase --include=postgresql-$PG_MAJOR $SUITE from $mirror (log: $dlog)"
-  if ! timeout --kill-after=10s "${DEBOOTSTRAP_TIMEOUT}s" \
-    debootstrap --variant=minbase --include="postgresql-$PG_MAJOR" \
-    "$SUITE" "$rootfs" "$mirror" >"$dlog" 2>&1; then
-    tail -n 25 "$dlog" >&2
-    [[ ! -f $rootfs/debootstrap/debootstrap.log ]] || tail -n 25 "$rootfs/debootstrap/debootstrap.log" >&2
-    die "debootstrap failed or took longer than ${DEBOOTSTRAP_TIMEOUT}s (see above and $dlog)"
-  fi
-  log "debootstrap done in $(since "$start")"
-
+  local start=$SECONDS rootfs=$WORK_DIR/rootfs
+  debootstrap_rootfs "postgresql-$PG_MAJOR"
   [[ -x $rootfs/usr/lib/postgresql/$PG_MAJOR/bin/postgres ]] ||
     die "debootstrap did not install /usr/lib/postgresql/$PG_MAJOR/bin/postgres"
   # Trim what a test database never needs: downloaded packages, apt lists, docs,
@@ -153,96 +70,7 @@ build_rootfs_tar() {
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
     "$rootfs"/usr/share/locale/* \
     "$rootfs/var/lib/postgresql/$PG_MAJOR" "$rootfs/etc/postgresql/$PG_MAJOR"
-  : >"$rootfs/etc/resolv.conf"
-
-  tar --numeric-owner --xattrs -C "$rootfs" \
-    --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-    -cf "$WORK_DIR/rootfs.tar" .
-  mv -f -- "$WORK_DIR/rootfs.tar" "$ROOTFS_TAR"
-  log "cached $ROOTFS_TAR ($(du -h "$ROOTFS_TAR" | cut -f1)) in $(since "$start")"
+  tar_rootfs "$start"
 }
 
-# up_to_date RECIPE: whether $IMAGE exists and was built from RECIPE (and no rebuild was asked).
-up_to_date() {
-  local current
-  current=$(docker image inspect --format '{{ index .Config.Labels "lifeguard.ci.recipe" }}' \
-    "$IMAGE" 2>/dev/null || true)
-  if [[ $current == "$1" && $REBUILD == 0 ]]; then
-    log "$IMAGE is up to date (recipe $1); nothing to do"
-    return 0
-  fi
-  return 1
-}
-
-main() {
-  local start=$SECONDS
-  docker info >/dev/null 2>&1 ||
-    die "cannot talk to the docker daemon ('docker info' fails); run scripts/ci/docker-up.sh first"
-  [[ -r $ENTRYPOINT_SRC ]] || die "missing $ENTRYPOINT_SRC"
-
-  # The image is up to date if it was built from the same entrypoint and configuration.
-  local recipe
-  recipe=$(cat "$ENTRYPOINT_SRC" <(printf '%s\n' "$SUITE" "$PG_MAJOR" "${CHANGES[@]}" STOPSIGNAL) |
-    sha256sum | cut -c1-16)
-  if up_to_date "$recipe"; then
-    echo "$IMAGE"
-    return
-  fi
-
-  [[ $(id -u) == 0 ]] || die "must run as root (debootstrap, and file ownership in the image)"
-  mkdir -p -- "$CACHE_DIR"
-  # One build at a time per cache directory; the one that waited may find the image built.
-  exec 9>"$CACHE_DIR/.lock"
-  flock -w 900 9 || die "timed out waiting for another build holding $CACHE_DIR/.lock"
-  if up_to_date "$recipe"; then
-    echo "$IMAGE"
-    return
-  fi
-  log "building $IMAGE (recipe $recipe, LIFEGUARD_PG_REBUILD=$REBUILD)"
-  WORK_DIR=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
-
-  if [[ -s $ROOTFS_TAR && $REBUILD != 2 ]]; then
-    log "using cached rootfs $ROOTFS_TAR (LIFEGUARD_PG_REBUILD=2 to redo it)"
-  else
-    build_rootfs_tar
-  fi
-
-  # Image tarball = cached rootfs + the entrypoint.
-  local t=$SECONDS
-  mkdir -p "$WORK_DIR/extra/usr/local/bin"
-  install -m 0755 "$ENTRYPOINT_SRC" "$WORK_DIR/extra/usr/local/bin/docker-entrypoint.sh"
-  cp -- "$ROOTFS_TAR" "$WORK_DIR/image.tar"
-  tar --numeric-owner --owner=0 --group=0 -C "$WORK_DIR/extra" \
-    -rf "$WORK_DIR/image.tar" ./usr/local/bin/docker-entrypoint.sh
-
-  # Docker 20.10 (Debian's docker.io) rejects STOPSIGNAL in `docker import --change`, so the
-  # import makes "$BASE_IMAGE" and a one-step `docker build` (metadata only, nothing runs)
-  # adds STOPSIGNAL and the recipe label on top of it. The classic builder is forced (a client
-  # without buildx prints a deprecation notice; harmless).
-  local change_args=() c old_ids
-  for c in "${CHANGES[@]}"; do
-    change_args+=(--change "$c")
-  done
-  old_ids=$(docker image inspect --format '{{ .Id }}' "$IMAGE" "$BASE_IMAGE" 2>/dev/null || true)
-  log "docker import -> $BASE_IMAGE"
-  docker import "${change_args[@]}" \
-    --message "lifeguard CI: debootstrap $SUITE + postgresql-$PG_MAJOR (scripts/ci/build-pg-image.sh)" \
-    "$WORK_DIR/image.tar" "$BASE_IMAGE" >/dev/null
-  log "imported in $(since "$t")"
-  log "docker build -> $IMAGE (STOPSIGNAL SIGINT)"
-  printf 'FROM %s\nSTOPSIGNAL SIGINT\nLABEL lifeguard.ci.recipe=%s\n' "$BASE_IMAGE" "$recipe" |
-    DOCKER_BUILDKIT=0 docker build --quiet --tag "$IMAGE" - >/dev/null
-  [[ $(docker image inspect --format '{{ .Config.StopSignal }}' "$IMAGE") == SIGINT ]] ||
-    die "the STOPSIGNAL of $IMAGE is not SIGINT; the docker build step did not work"
-  # Drop the images these replace (unless a container still uses them).
-  local new_ids
-  new_ids=$(docker image inspect --format '{{ .Id }}' "$IMAGE" "$BASE_IMAGE")
-  for c in $old_ids; do
-    [[ $new_ids == *"$c"* ]] || docker image rm "$c" >/dev/null 2>&1 || true
-  done
-  log "$IMAGE: $(docker image inspect --format '{{ .Id }}, {{ .Size }} bytes' "$IMAGE")"
-  log "done in $(since "$start")"
-  echo "$IMAGE"
-}
-
-main "$@"
+image_main "$@"
