@@ -1,0 +1,127 @@
+/**
+ * What the promise pool and its callback-style `.pool` share: one lifeguard pool of mysql2
+ * connections, the checkout that lends a connection with mysql2's pool-connection methods
+ * (`release`, `destroy`, `end`) bound to its lease, and mysql2's pool events.
+ */
+import type { EventEmitter } from 'node:events';
+import type { ConnectionOptions } from 'mysql2';
+import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
+import { CreateResourceError, PoolClosedError, createPool, type AcquireOptions, type Lease } from '../../index.js';
+import { mysqlAdapter } from '../mysql/adapter.js';
+import { resolveMysqlConfig } from '../mysql/config.js';
+import { baseOf, recordListeners, type BaseConnection } from '../mysql/connection-state.js';
+import { MysqlPoolImpl, type MysqlPool } from '../mysql/mysql-pool.js';
+import { scopedOptions } from '../pg/request-scope.js';
+import { resolveDropInConfig, type PoolOptions } from './config.js';
+
+/** The per-lease methods a lent connection carries, as mysql2's PoolConnection has them. */
+interface LentMethods {
+  release?: () => void;
+  destroy?: () => void;
+  end?: (callback?: unknown) => void;
+}
+const LENT_KEYS = ['release', 'destroy', 'end'] as const;
+
+/**
+ * What a checkout rejects with, as mysql2 users expect: a failed connect is mysql2's own
+ * error (`ER_ACCESS_DENIED_ERROR`, `ECONNREFUSED` keep their `code`), not lifeguard's wrapper;
+ * pool conditions (timeout, closed, queue full) keep lifeguard's typed errors.
+ */
+export function asMysqlError(error: unknown): unknown {
+  return error instanceof CreateResourceError && error.cause instanceof Error ? error.cause : error;
+}
+
+export class SharedPool {
+  /** The lifeguard pool. */
+  readonly pool: MysqlPool;
+  /** The connections' mysql2 options (for `escape`, `format`, and the callback pool's queries). */
+  readonly connectionConfig: ConnectionOptions;
+  /** The promise pool and the callback pool: mysql2 raises its pool events on both. */
+  readonly #emitters: EventEmitter[] = [];
+  readonly #max: number;
+  #ended: Promise<void> | undefined;
+
+  /** `face` is the object users hold (the promise pool): lifeguard's events and metrics name it. */
+  constructor(given: PoolOptions | string | undefined, face: object) {
+    const resolved = resolveMysqlConfig(resolveDropInConfig(given));
+    this.connectionConfig = resolved.connectionOptions;
+    this.#max = resolved.poolOptions.max ?? 10;
+    const inner = mysqlAdapter(resolved.connectionOptions, resolved.policy);
+    const adapter = {
+      ...inner,
+      create: async (context: Parameters<typeof inner.create>[0]) => {
+        const connection = await inner.create(context);
+        // mysql2 emits 'connection' with the callback-style connection; handlers often run
+        // `SET SESSION …` on it, queued ahead of the caller's first query.
+        this.emit('connection', baseOf(connection));
+        // Listeners a 'connection' handler adds belong to the connection for its whole life.
+        recordListeners(connection);
+        return connection;
+      },
+    };
+    this.pool = new MysqlPoolImpl(() => createPool<PromiseConnection>({ ...resolved.poolOptions, adapter }, { face: face as MysqlPool }));
+  }
+
+  /** `true` once `end()` or `close()` was called. */
+  get ended(): boolean {
+    return this.#ended !== undefined || this.pool.closed;
+  }
+
+  addEmitter(emitter: EventEmitter): void {
+    this.#emitters.push(emitter);
+  }
+
+  emit(event: string, ...args: unknown[]): void {
+    for (const emitter of this.#emitters) emitter.emit(event, ...args);
+  }
+
+  /** A leased connection: the pool's mysql2 promise connection, with `release()`/`destroy()`/`end()` bound to this lease. */
+  async checkout(options?: AcquireOptions): Promise<PromisePoolConnection> {
+    if (this.ended) throw new PoolClosedError();
+    const stats = this.pool.stats();
+    // mysql2's 'enqueue': the caller has to wait for a connection to come back.
+    if (stats.idle === 0 && stats.size + stats.creating >= this.#max) this.emit('enqueue');
+    let lease: Lease<PromiseConnection>;
+    try {
+      lease = await this.pool.acquire(scopedOptions(this, options));
+    } catch (error) {
+      throw asMysqlError(error);
+    }
+    return this.#lend(lease);
+  }
+
+  /** mysql2's end(): waiting callers fail, connections close (leased ones when they come back, within 30 s). Idempotent. */
+  end(): Promise<void> {
+    this.#ended ??= this.pool.close();
+    return this.#ended;
+  }
+
+  #lend(lease: Lease<PromiseConnection>): PromisePoolConnection {
+    const connection = lease.resource;
+    const base = baseOf(connection) as BaseConnection & LentMethods;
+    let done = false;
+    const finish = (error?: Error): void => {
+      // A second release() of the same lease does nothing, as in mysql2.
+      if (done) return;
+      done = true;
+      // The adapter closes connections with the prototype's end() and destroy(): take the lease's off first.
+      for (const key of LENT_KEYS) delete base[key];
+      try {
+        this.emit('release', base);
+      } finally {
+        // A connection released inside a transaction or mid-query is destroyed (or rolled back): the adapter's isBroken and reset decide.
+        if (error === undefined) void lease.release();
+        else void lease.destroy(error);
+      }
+    };
+    base.release = () => finish();
+    base.destroy = () => finish(new Error('connection.destroy() was called on a pooled connection'));
+    // mysql2's PoolConnection.end() releases (deprecated there; drizzle's iterator still calls it).
+    base.end = (callback?: unknown) => {
+      finish();
+      if (typeof callback === 'function') process.nextTick(callback as () => void);
+    };
+    this.emit('acquire', base);
+    return connection as PromisePoolConnection;
+  }
+}
