@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import mysql from 'mysql2';
 import type { PoolConnection as PromisePoolConnection } from 'mysql2/promise';
 import type { BaseConnection } from '../mysql/connection-state.js';
+import type { ConnectionConfig } from './shared-pool.js';
 import type { SharedPool } from './shared-pool.js';
 
 type Callback = (error: unknown, ...results: unknown[]) => void;
@@ -20,6 +21,12 @@ interface QueryCommand extends EventEmitter {
 interface CommandFactory {
   createQuery(sql: unknown, values: unknown, callback: unknown, config: object): QueryCommand;
 }
+
+const POOL_METHODS = (mysql as unknown as { Pool: { prototype: unknown } }).Pool.prototype as {
+  escape(this: CallbackPool, value: unknown): string;
+  escapeId(this: CallbackPool, value: string | string[]): string;
+  format(this: CallbackPool, sql: string, values: unknown): string;
+};
 
 /** Call a mysql2-style callback outside any promise chain, so that its throw is not swallowed (as mysql2 does). */
 function later(callback: Callback, ...args: unknown[]): void {
@@ -42,8 +49,8 @@ export class CallbackPool extends EventEmitter {
     shared.addEmitter(this);
   }
 
-  /** mysql2's pool config, as its pool exposes it (`config.connectionConfig`). */
-  get config(): { connectionConfig: object } {
+  /** mysql2's pool config, as its pool exposes it: `config.connectionConfig` (a mysql2 ConnectionConfig, defaults applied). */
+  get config(): { connectionConfig: ConnectionConfig } {
     return { connectionConfig: this.#shared.connectionConfig };
   }
 
@@ -71,6 +78,7 @@ export class CallbackPool extends EventEmitter {
    */
   query(sql: unknown, values?: unknown, callback?: unknown): QueryCommand {
     const config = this.#shared.connectionConfig;
+    // As mysql2's pool: the command exists before the connection does, so that it can be returned (and streamed) at once.
     const command = (mysql.Connection as unknown as CommandFactory).createQuery(sql, values, callback, config);
     if (command.namedPlaceholders === undefined) command.namedPlaceholders = config.namedPlaceholders;
     this.#shared.checkout().then(
@@ -117,16 +125,17 @@ export class CallbackPool extends EventEmitter {
     });
   }
 
+  // mysql2's own pool methods, on this pool's `config`: the same escaping (sql-escaper, the connection's stringifyObjects and timezone).
   escape(value: unknown): string {
-    return mysql.escape(value as never, this.#shared.connectionConfig.stringifyObjects, this.#shared.connectionConfig.timezone as never);
+    return POOL_METHODS.escape.call(this, value);
   }
 
   escapeId(value: string | string[]): string {
-    return mysql.escapeId(value);
+    return POOL_METHODS.escapeId.call(this, value);
   }
 
   format(sql: string, values?: unknown): string {
-    return mysql.format(sql, values as never, this.#shared.connectionConfig.stringifyObjects, this.#shared.connectionConfig.timezone as never);
+    return POOL_METHODS.format.call(this, sql, values);
   }
 
   #fail(command: QueryCommand, error: unknown): void {

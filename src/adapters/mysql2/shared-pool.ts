@@ -4,15 +4,22 @@
  * (`release`, `destroy`, `end`) bound to its lease, and mysql2's pool events.
  */
 import type { EventEmitter } from 'node:events';
-import type { ConnectionOptions } from 'mysql2';
+import mysql, { type ConnectionOptions } from 'mysql2';
 import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
 import { CreateResourceError, PoolClosedError, createPool, type AcquireOptions, type Lease } from '../../index.js';
 import { mysqlAdapter } from '../mysql/adapter.js';
 import { resolveMysqlConfig } from '../mysql/config.js';
-import { baseOf, recordListeners, type BaseConnection } from '../mysql/connection-state.js';
+import { baseOf, busy, recordListeners, type BaseConnection } from '../mysql/connection-state.js';
 import { MysqlPoolImpl, type MysqlPool } from '../mysql/mysql-pool.js';
 import { scopedOptions } from '../pg/request-scope.js';
 import { resolveDropInConfig, type PoolOptions } from './config.js';
+
+/** mysql2's ConnectionConfig: the connection options with mysql2's defaults filled in. */
+export interface ConnectionConfig {
+  readonly namedPlaceholders?: boolean | undefined;
+  readonly stringifyObjects?: boolean | undefined;
+  readonly timezone?: string | undefined;
+}
 
 /** The per-lease methods a lent connection carries, as mysql2's PoolConnection has them. */
 interface LentMethods {
@@ -21,6 +28,21 @@ interface LentMethods {
   end?: (callback?: unknown) => void;
 }
 const LENT_KEYS = ['release', 'destroy', 'end'] as const;
+const NOOP = (): void => {};
+
+/** Wait for the commands queued on `connection` to end: mysql2 runs them in order, so a ping answers after them. */
+function settle(connection: PromiseConnection, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    baseOf(connection).ping((error) => {
+      signal.removeEventListener('abort', onAbort);
+      if (error) reject(error);
+      else resolve();
+    });
+  });
+}
 
 /**
  * What a checkout rejects with, as mysql2 users expect: a failed connect is mysql2's own
@@ -34,8 +56,8 @@ export function asMysqlError(error: unknown): unknown {
 export class SharedPool {
   /** The lifeguard pool. */
   readonly pool: MysqlPool;
-  /** The connections' mysql2 options (for `escape`, `format`, and the callback pool's queries). */
-  readonly connectionConfig: ConnectionOptions;
+  /** The connections' options as mysql2's pool holds them (for `escape`, `format`, and the callback pool's queries). */
+  readonly connectionConfig: ConnectionConfig;
   /** The promise pool and the callback pool: mysql2 raises its pool events on both. */
   readonly #emitters: EventEmitter[] = [];
   readonly #max: number;
@@ -44,7 +66,7 @@ export class SharedPool {
   /** `face` is the object users hold (the promise pool): lifeguard's events and metrics name it. */
   constructor(given: PoolOptions | string | undefined, face: object) {
     const resolved = resolveMysqlConfig(resolveDropInConfig(given));
-    this.connectionConfig = resolved.connectionOptions;
+    this.connectionConfig = new (mysql as unknown as { ConnectionConfig: new (options: ConnectionOptions) => ConnectionConfig }).ConnectionConfig(resolved.connectionOptions);
     this.#max = resolved.poolOptions.max ?? 10;
     const inner = mysqlAdapter(resolved.connectionOptions, resolved.policy);
     const adapter = {
@@ -52,10 +74,20 @@ export class SharedPool {
       create: async (context: Parameters<typeof inner.create>[0]) => {
         const connection = await inner.create(context);
         // mysql2 emits 'connection' with the callback-style connection; handlers often run
-        // `SET SESSION …` on it, queued ahead of the caller's first query.
+        // `SET SESSION …` on it without waiting for it.
         this.emit('connection', baseOf(connection));
         // Listeners a 'connection' handler adds belong to the connection for its whole life.
         recordListeners(connection);
+        // The statements it queued must end before the connection is lent: a caller that
+        // releases it at once would otherwise release it mid-query, which destroys it.
+        if (busy(connection)) {
+          try {
+            await settle(connection, context.signal);
+          } catch (error) {
+            await inner.destroy(connection, AbortSignal.timeout(5000)).catch(() => {});
+            throw error;
+          }
+        }
         return connection;
       },
     };
@@ -106,6 +138,9 @@ export class SharedPool {
       done = true;
       // The adapter closes connections with the prototype's end() and destroy(): take the lease's off first.
       for (const key of LENT_KEYS) delete base[key];
+      delete (connection as LentMethods).destroy;
+      // A later release() of this connection, while it is idle, does nothing either (mysql2 would not throw).
+      base.release = NOOP;
       try {
         this.emit('release', base);
       } finally {
@@ -116,6 +151,8 @@ export class SharedPool {
     };
     base.release = () => finish();
     base.destroy = () => finish(new Error('connection.destroy() was called on a pooled connection'));
+    // The promise connection's destroy() calls the callback connection's prototype method directly: it needs its own.
+    (connection as LentMethods).destroy = base.destroy;
     // mysql2's PoolConnection.end() releases (deprecated there; drizzle's iterator still calls it).
     base.end = (callback?: unknown) => {
       finish();
