@@ -6,7 +6,7 @@ import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import { describe, expect, it } from 'vitest';
 import { createPool } from '../../src/adapters/mysql2/index.js';
 import { useMariaDb } from './harness.js';
-import { ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
+import { makePool, ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
 const account = mysqlTable('account', {
   id: int('id').primaryKey().autoincrement(),
@@ -33,9 +33,11 @@ function handle(d: Db | Tx): OrmTransaction {
 ormScenarios(db, {
   name: 'drizzle',
   shutdownEndsPool: false,
-  async open(pool) {
+  async open(config, flavour) {
+    const pool = makePool(config, flavour);
     const orm = drizzle(pool);
     return {
+      pool,
       ...handle(orm),
       async names() {
         return (await orm.select({ name: account.name }).from(account).orderBy(asc(account.id))).map((r) => r.name);

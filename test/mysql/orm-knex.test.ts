@@ -4,7 +4,7 @@
 // pool: `knex.destroy()` leaves it alone, and the application ends it.
 import knex, { type Knex } from 'knex';
 import { useMariaDb } from './harness.js';
-import { ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
+import { makePool, ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
 const db = useMariaDb();
 
@@ -23,7 +23,8 @@ function handle(k: Knex | Knex.Transaction): OrmTransaction {
 ormScenarios(db, {
   name: 'knex',
   shutdownEndsPool: false,
-  async open(pool) {
+  async open(config, flavour) {
+    const pool = makePool(config, flavour);
     const orm = knex({
       client: 'mysql2',
       connectionPool: pool,
@@ -31,6 +32,7 @@ ormScenarios(db, {
       log: { warn() {} },
     });
     return {
+      pool,
       ...handle(orm),
       async names() {
         return (await orm('account').select<{ name: string }[]>('name').orderBy('id')).map((r) => r.name);

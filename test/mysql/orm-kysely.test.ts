@@ -4,7 +4,7 @@ import { Kysely, MysqlDialect, sql, type Generated, type Transaction } from 'kys
 import { describe, expect, it } from 'vitest';
 import { createPool } from '../../src/adapters/mysql2/index.js';
 import { useMariaDb } from './harness.js';
-import { ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
+import { makePool, ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
 interface Database {
   account: { id: Generated<number>; name: string };
@@ -26,9 +26,11 @@ function handle(k: Kysely<Database> | Transaction<Database>): OrmTransaction {
 ormScenarios(db, {
   name: 'kysely',
   shutdownEndsPool: true,
-  async open(pool) {
+  async open(config, flavour) {
+    const pool = makePool(config, flavour);
     const kysely = new Kysely<Database>({ dialect: new MysqlDialect({ pool: pool.pool }) });
     return {
+      pool,
       ...handle(kysely),
       async names() {
         return (await kysely.selectFrom('account').select('name').orderBy('id').execute()).map((r) => r.name);

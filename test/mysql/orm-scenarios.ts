@@ -23,6 +23,8 @@ export interface OrmTransaction {
 
 /** One ORM instance on one pool. */
 export interface OrmSession extends OrmTransaction {
+  /** The pool the ORM runs on, as a promise pool (for TypeORM, the one it built, through `.promise()`). */
+  readonly pool: mysql2.Pool;
   /** Account names through the ORM's query builder, by id. */
   names(): Promise<string[]>;
   /** The ORM's transaction API: commit when `fn` resolves, roll back when it throws. */
@@ -33,10 +35,17 @@ export interface OrmSession extends OrmTransaction {
 
 export interface OrmUnderTest {
   readonly name: string;
-  /** The ORM on `pool`: lifeguard's, or mysql2's own for comparison (both mysql2 promise pools). */
-  open(pool: mysql2.Pool): Promise<OrmSession>;
+  /** The ORM on a pool for `config`: lifeguard's, or mysql2's own for comparison. */
+  open(config: PoolOptions, flavour: Flavour): Promise<OrmSession>;
   /** Whether the ORM's own shutdown ends the pool it runs on. */
   readonly shutdownEndsPool: boolean;
+}
+
+export type Flavour = 'lifeguard' | 'mysql2';
+
+/** A promise pool for `config`: lifeguard's createPool, or mysql2's. */
+export function makePool(config: PoolOptions, flavour: Flavour): mysql2.Pool {
+  return flavour === 'lifeguard' ? createPool(config) : mysql2.createPool(config as mysql2.PoolOptions);
 }
 
 /** Whether `code` is on `error` or anywhere down its `cause` chain (ORMs wrap driver errors). */
@@ -98,14 +107,12 @@ export function ormScenarios(db: TestMariaDb, orm: OrmUnderTest): void {
   });
 
   /** The ORM on a new lifeguard pool (or mysql2's own), logged in as a user of its own; closed after the test. */
-  async function open(label: string, extra: PoolOptions = {}, flavour: 'lifeguard' | 'mysql2' = 'lifeguard') {
+  async function open(label: string, extra: PoolOptions = {}, flavour: Flavour = 'lifeguard') {
     const account: Account = await db.user(`${orm.name}_${label}`.slice(0, 20));
-    const config = { ...db.connection(account), connectionLimit: 3, ...extra };
-    const pool = flavour === 'lifeguard' ? createPool(config) : mysql2.createPool(config as mysql2.PoolOptions);
-    pools.add(pool);
-    const session = await orm.open(pool);
+    const session = await orm.open({ ...db.connection(account), connectionLimit: 3, ...extra }, flavour);
     sessions.add(session);
-    return { session, pool: pool as Pool, user: account.user };
+    pools.add(session.pool);
+    return { session, pool: session.pool as Pool, user: account.user };
   }
 
   const serverNames = async (): Promise<string[]> =>

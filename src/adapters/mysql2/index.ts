@@ -6,6 +6,7 @@
  *
  * @module lifeguard/mysql2
  */
+import mysql from 'mysql2';
 import mysqlPromise from 'mysql2/promise';
 import type { Pool as CallbackPool } from 'mysql2';
 import type { Connection as PromiseConnection, Pool as Mysql2PromisePool } from 'mysql2/promise';
@@ -62,6 +63,27 @@ export interface Pool extends Omit<Mysql2PromisePool, 'pool'> {
 export function createPool(config: PoolOptions | string): Pool {
   return new PromisePool(config) as unknown as Pool;
 }
+
+/**
+ * The callback-style pool for `config` (what `createPool` from `mysql2` returns): for code
+ * and libraries that call `getConnection(cb)`, such as TypeORM's mysql driver. Its
+ * `promise()` is the promise pool, with lifeguard's API.
+ */
+export function createCallbackPool(config: PoolOptions | string): CallbackPool {
+  return createPool(config).pool;
+}
+
+/** `mysql2` (the callback API) with lifeguard's `createCallbackPool` as its `createPool`. */
+export type Mysql2CallbackWithLifeguardPool = Omit<typeof mysql, 'createPool'> & {
+  /** lifeguard's drop-in `createPool`, callback style. */
+  readonly createPool: typeof createCallbackPool;
+};
+
+/**
+ * `mysql2` itself with its `createPool` replaced: for TypeORM's `driver` option, or where
+ * code had `import mysql from 'mysql2'`.
+ */
+export const mysql2Callback: Mysql2CallbackWithLifeguardPool = { ...mysql, createPool: createCallbackPool };
 
 /** `mysql2/promise` with lifeguard's `createPool` in place of its own. */
 export type Mysql2WithLifeguardPool = Omit<typeof mysqlPromise, 'createPool'> & {
