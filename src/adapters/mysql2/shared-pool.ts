@@ -145,8 +145,13 @@ export class SharedPool {
         this.emit('release', base);
       } finally {
         // A connection released inside a transaction or mid-query is destroyed (or rolled back): the adapter's isBroken and reset decide.
-        if (error === undefined) void lease.release();
-        else void lease.destroy(error);
+        const give = (): void => void (error === undefined ? lease.release() : lease.destroy(error));
+        // mysql2 calls a query's callback (and emits its 'end') while that command is still
+        // the connection's current one: the usual `connection.release()` inside the callback
+        // would find it mid-query. A microtask later that command has ended, and only a
+        // statement really still running makes the release a mid-query one.
+        if (busy(connection)) queueMicrotask(give);
+        else give();
       }
     };
     base.release = () => finish();
