@@ -174,13 +174,18 @@ describe('lifeguard/mysql2: config with mysql2 meanings', () => {
   it('waitForConnections: false fails at once when none is free (PoolQueueFullError); queueLimit bounds the waiters, 0 = unlimited', async () => {
     const { pool } = await makePool('nowait', { connectionLimit: 1, waitForConnections: false });
     const held = await pool.getConnection();
-    await expect(pool.getConnection()).rejects.toBeInstanceOf(PoolQueueFullError);
+    const refused = (await pool.getConnection().catch((e: unknown) => e)) as Error;
+    expect(refused).toBeInstanceOf(PoolQueueFullError);
+    // mysql2's words first, for code that matches them.
+    expect(refused.message).toMatch(/^No connections available\. /);
+    expect(pool.pool.config).toMatchObject({ connectionLimit: 1, waitForConnections: false, queueLimit: 0 });
     held.release();
 
     const { pool: queued } = await makePool('queue', { connectionLimit: 1, queueLimit: 1 });
     const holder = await queued.getConnection();
     const waiter = queued.getConnection();
-    await expect(queued.getConnection()).rejects.toBeInstanceOf(PoolQueueFullError);
+    await expect(queued.getConnection()).rejects.toThrow(/^Queue limit reached\. /);
+    expect(queued.pool.config).toMatchObject({ connectionLimit: 1, waitForConnections: true, queueLimit: 1 });
     holder.release();
     (await waiter).release();
 
@@ -287,6 +292,23 @@ describe('lifeguard/mysql2: what mysql2 pool does not protect', () => {
 });
 
 describe('lifeguard/mysql2: end()', () => {
+  it('await using gives a connection back, and close({ timeoutMs }) destroys one still held after it', async () => {
+    const { pool, account } = await makePool('dispose', { connectionLimit: 2 });
+    {
+      await using connection = await pool.getConnection();
+      await connection.query('SELECT 1');
+      expect(pool.stats().leased).toBe(1);
+    }
+    expect(pool.stats()).toMatchObject({ leased: 0, idle: 1, destroyed: 0 });
+    const forgotten = await pool.getConnection();
+    await forgotten.query('SELECT 1');
+    const started = performance.now();
+    await pool.close({ timeoutMs: 200 });
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(pool.closed).toBe(true);
+    await eventually(async () => expect(await db.sessions(account.user)).toBe(0));
+  });
+
   it('closes every session; later checkouts fail with PoolClosedError; end() twice is fine', async () => {
     const { pool, account } = await makePool('end', { connectionLimit: 3 });
     await Promise.all([pool.query('SELECT SLEEP(0.05)'), pool.query('SELECT SLEEP(0.05)')]);

@@ -49,9 +49,9 @@ export class CallbackPool extends EventEmitter {
     shared.addEmitter(this);
   }
 
-  /** mysql2's pool config, as its pool exposes it: `config.connectionConfig` (a mysql2 ConnectionConfig, defaults applied). */
-  get config(): { connectionConfig: ConnectionConfig } {
-    return { connectionConfig: this.#shared.connectionConfig };
+  /** mysql2's pool config, as its pool exposes it: the pool settings and `connectionConfig` (a mysql2 ConnectionConfig, defaults applied). */
+  get config(): SharedPool['poolConfig'] & { connectionConfig: ConnectionConfig } {
+    return { ...this.#shared.poolConfig, connectionConfig: this.#shared.connectionConfig };
   }
 
   /** The promise pool this callback pool belongs to (mysql2 makes a new wrapper each call; one is enough). */

@@ -123,7 +123,7 @@ export class PromisePool extends EventEmitter {
 
   /** `end()` with a bound on the wait for leased connections, which are destroyed after it. @default timeoutMs 30000 */
   close(options?: { timeoutMs?: number }): Promise<void> {
-    return this.#shared.ended ? this.#shared.end() : this.#shared.pool.close(options);
+    return this.#shared.end(options);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -6,7 +6,7 @@
 import type { EventEmitter } from 'node:events';
 import mysql, { type ConnectionOptions } from 'mysql2';
 import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
-import { CreateResourceError, PoolClosedError, createPool, type AcquireOptions, type Lease } from '../../index.js';
+import { CreateResourceError, PoolClosedError, PoolQueueFullError, createPool, type AcquireOptions, type Lease } from '../../index.js';
 import { mysqlAdapter } from '../mysql/adapter.js';
 import { resolveMysqlConfig } from '../mysql/config.js';
 import { baseOf, busy, recordListeners, type BaseConnection } from '../mysql/connection-state.js';
@@ -50,7 +50,19 @@ function settle(connection: PromiseConnection, signal: AbortSignal): Promise<voi
  * pool conditions (timeout, closed, queue full) keep lifeguard's typed errors.
  */
 export function asMysqlError(error: unknown): unknown {
-  return error instanceof CreateResourceError && error.cause instanceof Error ? error.cause : error;
+  if (error instanceof CreateResourceError && error.cause instanceof Error) return error.cause;
+  // mysql2's words in front of lifeguard's, so that code matching them still works.
+  if (error instanceof PoolQueueFullError) prefix(error, error.maxWaiting === 0 ? 'No connections available. ' : 'Queue limit reached. ');
+  return error;
+}
+
+function prefix(error: Error, words: string): void {
+  if (error.message.startsWith(words)) return;
+  const message = error.message;
+  // Read first: V8 renders the stack lazily, from whatever the message is at that moment.
+  const stack = error.stack;
+  error.message = words + message;
+  if (typeof stack === 'string') error.stack = stack.replace(message, error.message);
 }
 
 export class SharedPool {
@@ -58,6 +70,8 @@ export class SharedPool {
   readonly pool: MysqlPool;
   /** The connections' options as mysql2's pool holds them (for `escape`, `format`, and the callback pool's queries). */
   readonly connectionConfig: ConnectionConfig;
+  /** mysql2's pool settings as lifeguard applies them, for the callback pool's `config` (libraries read `connectionLimit`). */
+  readonly poolConfig: { readonly connectionLimit: number; readonly waitForConnections: boolean; readonly queueLimit: number; readonly idleTimeout: number };
   /** The promise pool and the callback pool: mysql2 raises its pool events on both. */
   readonly #emitters: EventEmitter[] = [];
   readonly #max: number;
@@ -68,6 +82,13 @@ export class SharedPool {
     const resolved = resolveMysqlConfig(resolveDropInConfig(given));
     this.connectionConfig = new (mysql as unknown as { ConnectionConfig: new (options: ConnectionOptions) => ConnectionConfig }).ConnectionConfig(resolved.connectionOptions);
     this.#max = resolved.poolOptions.max ?? 10;
+    const maxWaiting = resolved.poolOptions.maxWaiting ?? Infinity;
+    this.poolConfig = {
+      connectionLimit: this.#max,
+      waitForConnections: maxWaiting !== 0,
+      queueLimit: maxWaiting === Infinity ? 0 : maxWaiting,
+      idleTimeout: resolved.poolOptions.idleTimeoutMs ?? 0,
+    };
     const inner = mysqlAdapter(resolved.connectionOptions, resolved.policy);
     const adapter = {
       ...inner,
@@ -122,9 +143,9 @@ export class SharedPool {
     return this.#lend(lease);
   }
 
-  /** mysql2's end(): waiting callers fail, connections close (leased ones when they come back, within 30 s). Idempotent. */
-  end(): Promise<void> {
-    this.#ended ??= this.pool.close();
+  /** mysql2's end(): waiting callers fail, connections close (leased ones when they come back, within `timeoutMs`, 30 s by default). Idempotent. */
+  end(options?: { timeoutMs?: number }): Promise<void> {
+    this.#ended ??= this.pool.close(options);
     return this.#ended;
   }
 
