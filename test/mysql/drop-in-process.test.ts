@@ -52,6 +52,20 @@ describe('a mysql2 script on lifeguard/mysql2', () => {
     expect(result.ms).toBeLessThan(8000);
   });
 
+  it("the same script on mysql2's own pool is still running seconds later (its idle connection holds the process)", () => {
+    const result = runNode(
+      `
+      const mysql = (await import('mysql2/promise')).default;
+      const pool = mysql.createPool(process.env.DB_URL);
+      await pool.query('SELECT 1');
+      console.log('QUERIED');
+    `,
+      { env: { DB_URL: db.url }, timeoutMs: 3000 },
+    );
+    expect(result.stdout).toContain('QUERIED');
+    expect(result.signal, describeChild(result)).toBe('SIGKILL');
+  });
+
   it('a query against an unreachable server ends non-zero with the pool error at its deadline, the password not shown', async () => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
