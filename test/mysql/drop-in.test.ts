@@ -86,6 +86,14 @@ describe('lifeguard/mysql2: mysql2 promise pool API', () => {
     again.destroy();
     await eventually(async () => expect(await db.sessionIds(account.user)).not.toContain(id));
     expect(pool.stats().leased).toBe(0);
+
+    // Destroyed mid-statement: the statement is killed on the server, not left running.
+    const busy = await pool.getConnection();
+    const sleeping = busy.query('SELECT SLEEP(30)').catch((e: unknown) => e);
+    await eventually(async () => expect(await db.admin(`SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ${busy.threadId} AND INFO LIKE 'SELECT SLEEP%'`)).toHaveLength(1));
+    busy.destroy();
+    expect(await sleeping).toBeInstanceOf(Error);
+    await eventually(async () => expect(await db.admin(`SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(30)%' AND USER = '${account.user}'`)).toEqual([]));
   });
 
   it("emits mysql2's events: connection (new), acquire, release, enqueue", async () => {
@@ -314,7 +322,12 @@ describe('lifeguard/mysql2: end()', () => {
     await Promise.all([pool.query('SELECT SLEEP(0.05)'), pool.query('SELECT SLEEP(0.05)')]);
     expect(await db.sessions(account.user)).toBe(2);
     const held = await pool.getConnection();
+    const others = await Promise.all([pool.getConnection(), pool.getConnection()]);
+    const waiting = pool.getConnection().catch((e: unknown) => e);
     const ended = pool.end();
+    // Callers waiting for a connection fail at once, as in mysql2.
+    expect(await waiting).toBeInstanceOf(PoolClosedError);
+    for (const other of others) other.release();
     await expect(pool.getConnection()).rejects.toBeInstanceOf(PoolClosedError);
     await expect(pool.query('SELECT 1')).rejects.toBeInstanceOf(PoolClosedError);
     // A leased connection finishes its work, then goes when released.
