@@ -112,6 +112,19 @@ describe('lifeguard/mysql2: mysql2 promise pool API', () => {
     second.release();
     expect(rows[0]?.mode).toBe('ANSI_QUOTES');
     expect(seen, seen.join()).toEqual(['connection', 'acquire', 'enqueue', 'release', 'acquire', 'release']);
+    // As mysql2: a destroyed connection is not 'release'd.
+    (await pool.getConnection()).destroy();
+    expect(seen.slice(6)).toEqual(['acquire']);
+  });
+
+  it("a 'connection' handler that throws fails that checkout with its error and leaves no session open", async () => {
+    const { pool, account } = await makePool('hookfail', { acquireTimeoutMs: 2000 });
+    const refusal = new Error('not on this server');
+    pool.on('connection', () => {
+      throw refusal;
+    });
+    await expect(pool.getConnection()).rejects.toBe(refusal);
+    await eventually(async () => expect(await db.sessions(account.user)).toBe(0));
   });
 
   it('.pool is the callback pool: getConnection(cb), query(sql, values, cb), a streamed pool.query, execute, end(cb)', async () => {

@@ -90,27 +90,34 @@ export class SharedPool {
       idleTimeout: resolved.poolOptions.idleTimeoutMs ?? 0,
     };
     const inner = mysqlAdapter(resolved.connectionOptions, resolved.policy);
+    const handlerErrors = new WeakSet<object>();
     const adapter = {
       ...inner,
       create: async (context: Parameters<typeof inner.create>[0]) => {
         const connection = await inner.create(context);
-        // mysql2 emits 'connection' with the callback-style connection; handlers often run
-        // `SET SESSION …` on it without waiting for it.
-        this.emit('connection', baseOf(connection));
-        // Listeners a 'connection' handler adds belong to the connection for its whole life.
-        recordListeners(connection);
-        // The statements it queued must end before the connection is lent: a caller that
-        // releases it at once would otherwise release it mid-query, which destroys it.
-        if (busy(connection)) {
+        try {
+          // mysql2 emits 'connection' with the callback-style connection; handlers often run
+          // `SET SESSION …` on it without waiting for it.
           try {
-            await settle(connection, context.signal);
+            this.emit('connection', baseOf(connection));
           } catch (error) {
-            await inner.destroy(connection, AbortSignal.timeout(5000)).catch(() => {});
+            if (typeof error === 'object' && error !== null) handlerErrors.add(error);
             throw error;
           }
+          // Listeners a 'connection' handler adds belong to the connection for its whole life.
+          recordListeners(connection);
+          // The statements it queued must end before the connection is lent: a caller that
+          // releases it at once would otherwise release it mid-query, which destroys it.
+          if (busy(connection)) await settle(connection, context.signal);
+        } catch (error) {
+          // A handler that throws fails this connect; the connection is not left open.
+          await inner.destroy(connection, AbortSignal.timeout(5000)).catch(() => {});
+          throw error;
         }
         return connection;
       },
+      // A handler's throw is the application's verdict on the connection: not worth a retry.
+      isRetryable: (error: unknown) => !(typeof error === 'object' && error !== null && handlerErrors.has(error)) && (inner.isRetryable?.(error) ?? true),
     };
     this.pool = new MysqlPoolImpl(() => createPool<PromiseConnection>({ ...resolved.poolOptions, adapter }, { face: face as MysqlPool }));
   }
@@ -133,7 +140,7 @@ export class SharedPool {
     if (this.ended) throw new PoolClosedError();
     const stats = this.pool.stats();
     // mysql2's 'enqueue': the caller has to wait for a connection to come back.
-    if (stats.idle === 0 && stats.size + stats.creating >= this.#max) this.emit('enqueue');
+    if (this.poolConfig.waitForConnections && stats.idle === 0 && stats.size + stats.creating >= this.#max) this.emit('enqueue');
     let lease: Lease<PromiseConnection>;
     try {
       lease = await this.pool.acquire(scopedOptions(this, options));
@@ -163,7 +170,8 @@ export class SharedPool {
       // A later release() of this connection, while it is idle, does nothing either (mysql2 would not throw).
       base.release = NOOP;
       try {
-        this.emit('release', base);
+        // As mysql2: a destroyed connection is not 'release'd.
+        if (error === undefined) this.emit('release', base);
       } finally {
         // A connection released inside a transaction or mid-query is destroyed (or rolled back): the adapter's isBroken and reset decide.
         const give = (): void => void (error === undefined ? lease.release() : lease.destroy(error));
