@@ -170,6 +170,16 @@ describe('lifeguard/mysql2: mysql2 promise pool API', () => {
     expect(String((error as Error).message)).not.toContain('wrong-secret-pw');
   });
 
+  it("a server error is mysql2's own error object, and leaves its connection in the pool", async () => {
+    const { pool } = await makePool('sqlerror', { connectionLimit: 1 });
+    await pool.query('SELECT 1');
+    const error = (await pool.query('SELEC 1').catch((e: unknown) => e)) as Error & { code?: string; errno?: number; sqlState?: string; sql?: string };
+    expect(error).toMatchObject({ code: 'ER_PARSE_ERROR', errno: 1064, sqlState: '42000', sql: 'SELEC 1' });
+    const viaExecute = (await pool.execute('SELECT * FROM no_such_table_here').catch((e: unknown) => e)) as { code?: string };
+    expect(viaExecute.code).toBe('ER_NO_SUCH_TABLE');
+    expect(pool.stats()).toMatchObject({ created: 1, destroyed: 0, idle: 1 });
+  });
+
   it('stats and health feed toPrometheusText', async () => {
     const { pool } = await makePool('metrics');
     await pool.query('SELECT 1');

@@ -19,6 +19,7 @@ import { PromisePool } from './promise-pool.js';
 export type { PoolOptions } from './config.js';
 export type { RequestScope } from '../pg/request-scope.js';
 export { QueryTimeoutError, TransactionRolledBackError } from '../mysql/index.js';
+export type { DirtyRelease, MysqlIsolationLevel, MysqlTransactionOptions, ResetOnRelease } from '../mysql/index.js';
 
 /**
  * mysql2's promise pool (`getConnection`, `query`, `execute`, `end`, `escape`, `format`,
