@@ -202,6 +202,34 @@ describe('lifeguard/mysql2: config with mysql2 meanings', () => {
     await expect(pool.query('SELECT 1')).resolves.toBeDefined();
   });
 
+  it('200 concurrent callers on connectionLimit 3, mixing the promise and callback APIs: all served, never more than 3 sessions, none left leased', async () => {
+    const { pool, account } = await makePool('burst', { connectionLimit: 3 });
+    let peak = 0;
+    const sample = setInterval(() => void db.sessions(account.user).then((n) => (peak = Math.max(peak, n))), 10);
+    try {
+      const work = Array.from({ length: 200 }, (_, i) => {
+        if (i % 4 === 0) return pool.query<RowDataPacket[]>('SELECT ? AS i', [i]).then(([rows]) => rows[0]?.i);
+        if (i % 4 === 1) return pool.execute<RowDataPacket[]>('SELECT ? AS i', [i]).then(([rows]) => rows[0]?.i);
+        if (i % 4 === 2) {
+          return pool.getConnection().then(async (connection) => {
+            try {
+              const [rows] = await connection.query<RowDataPacket[]>('SELECT ? AS i', [i]);
+              return rows[0]?.i;
+            } finally {
+              connection.release();
+            }
+          });
+        }
+        return new Promise((resolve, reject) => pool.pool.query('SELECT ? AS i', [i], (error, rows) => (error ? reject(error) : resolve((rows as RowDataPacket[])[0]?.i))));
+      });
+      expect(await Promise.all(work)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+    } finally {
+      clearInterval(sample);
+    }
+    expect(peak).toBeLessThanOrEqual(3);
+    expect(pool.stats()).toMatchObject({ leased: 0, destroyed: 0, created: 3 });
+  });
+
   it('waitForConnections: false fails at once when none is free (PoolQueueFullError); queueLimit bounds the waiters, 0 = unlimited', async () => {
     const { pool } = await makePool('nowait', { connectionLimit: 1, waitForConnections: false });
     const held = await pool.getConnection();
