@@ -265,6 +265,21 @@ describe('lifeguard/mysql2: config with mysql2 meanings', () => {
     expect(defaults.stats().max).toBe(10);
   });
 
+  it("reads mysql2's pool options from a URL's query string, as mysql2 does (explicit options win)", async () => {
+    const account = await db.user('urlopts');
+    const url = new URL(db.urlFor(account));
+    url.search = '?connectionLimit=2&waitForConnections=false&dateStrings=true';
+    const pool = createPool(url.toString());
+    pools.add(pool);
+    expect(pool.pool.config).toMatchObject({ connectionLimit: 2, waitForConnections: false });
+    const [rows] = await pool.query<RowDataPacket[]>("SELECT DATE('2024-01-02') AS d");
+    expect(rows[0]?.d).toBe('2024-01-02');
+    const explicit = createPool({ uri: url.toString(), connectionLimit: 4 });
+    pools.add(explicit);
+    expect(explicit.pool.config.connectionLimit).toBe(4);
+    expect(() => createPool(`${db.urlFor(account)}?connectionLimit=lots`)).toThrow(InvalidPoolOptionError);
+  });
+
   it('refuses conflicting and meaningless options, naming them, never echoing a password', () => {
     const cases: [PoolOptions, string][] = [
       [{ connectionLimit: 3, max: 4 }, 'connectionLimit'],

@@ -56,13 +56,46 @@ function count(option: string, value: unknown, min: number): number | undefined 
   return n;
 }
 
+/** mysql2's pool options, which a URL's query string may carry too (`mysql://…/db?connectionLimit=5`). */
+const URL_POOL_KEYS = ['connectionLimit', 'queueLimit', 'waitForConnections', 'idleTimeout', 'maxIdle', 'connectTimeout', 'acquireTimeout'];
+
+/**
+ * Take mysql2's pool options out of `uri`'s query string (mysql2 reads them there; the
+ * connection options do not take them): explicit options win. A URL that does not parse is
+ * left as it is, for the connection options' validation to report without echoing it.
+ */
+function liftUrlPoolOptions(source: Record<string, unknown>): Record<string, unknown> {
+  if (typeof source.uri !== 'string') return source;
+  let url: URL;
+  try {
+    url = new URL(source.uri);
+  } catch {
+    return source;
+  }
+  const lifted: Record<string, unknown> = {};
+  for (const key of URL_POOL_KEYS) {
+    const raw = url.searchParams.get(key);
+    if (raw === null) continue;
+    url.searchParams.delete(key);
+    // As mysql2 reads a URL's values: JSON when it parses (true, 10), else the text.
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // A plain string: the checks below name the option.
+    }
+    if (source[key] === undefined) lifted[key] = value;
+  }
+  return Object.keys(lifted).length === 0 && url.toString() === source.uri ? source : { ...source, ...lifted, uri: url.toString() };
+}
+
 /** Split mysql2's `createPool(config)` into `createMysqlPool`'s config; throws `InvalidPoolOptionError` naming the option. */
 export function resolveDropInConfig(given: PoolOptions | string | undefined): MysqlPoolConfig {
   if (typeof given === 'string') given = { uri: given };
   if (given === undefined || given === null || typeof given !== 'object' || Array.isArray(given)) {
     expected('config', 'a mysql2 PoolOptions object or a mysql:// URL', given);
   }
-  const source = given as Record<string, unknown>;
+  const source = liftUrlPoolOptions(given as Record<string, unknown>);
   for (const [mysql2Key, replacements] of Object.entries(REPLACED_BY)) {
     const clash = replacements.find((key) => source[key] !== undefined);
     if (source[mysql2Key] !== undefined && clash !== undefined) {
