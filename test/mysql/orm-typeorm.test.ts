@@ -5,7 +5,9 @@
 import mysql2 from 'mysql2';
 import { DataSource, EntitySchema, type EntityManager } from 'typeorm';
 import type { MysqlDriver } from 'typeorm/driver/mysql/MysqlDriver.js';
-import { mysql2Callback } from '../../src/adapters/mysql2/index.js';
+import { describe, expect, it } from 'vitest';
+import { mysql2Callback, type LifeguardCallbackPool, type Pool } from '../../src/adapters/mysql2/index.js';
+import { toPrometheusText } from '../../src/index.js';
 import { useMariaDb } from './harness.js';
 import { ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
@@ -62,4 +64,22 @@ ormScenarios(db, {
       close: () => dataSource.destroy(),
     };
   },
+});
+
+describe('TypeORM and lifeguard/mysql2: the pool TypeORM built', () => {
+  it('takes toPrometheusText and health() as it is, and its promise() has lifeguard\'s API', async () => {
+    const dataSource = new DataSource({ type: 'mariadb', driver: mysql2Callback, extra: { ...db.connection(), connectionLimit: 2 }, entities: [AccountEntity] });
+    await dataSource.initialize();
+    try {
+      await dataSource.query('SELECT 1');
+      const pool = (dataSource.driver as MysqlDriver).pool as LifeguardCallbackPool;
+      expect(pool.health().status).toBe('ok');
+      expect(toPrometheusText([{ pool, name: 'typeorm' }])).toMatch(/pool_name="typeorm"/);
+      expect(pool.config.connectionLimit).toBe(2);
+      expect((pool.promise() as unknown as Pool).stats().acquired).toBeGreaterThanOrEqual(1);
+    } finally {
+      await dataSource.destroy();
+    }
+    expect(((dataSource.driver as MysqlDriver).pool as LifeguardCallbackPool | undefined)?.closed ?? true).toBe(true);
+  });
 });

@@ -8,8 +8,8 @@ import { EventEmitter } from 'node:events';
 import mysql from 'mysql2';
 import type { PoolConnection as PromisePoolConnection } from 'mysql2/promise';
 import type { BaseConnection } from '../mysql/connection-state.js';
-import type { ConnectionConfig } from './shared-pool.js';
-import type { SharedPool } from './shared-pool.js';
+import type { PoolHealth, PoolStats } from '../../index.js';
+import type { ConnectionConfig, SharedPool } from './shared-pool.js';
 
 type Callback = (error: unknown, ...results: unknown[]) => void;
 
@@ -123,6 +123,21 @@ export class CallbackPool extends EventEmitter {
     this.#shared.end().then(() => {
       if (typeof callback === 'function') later(callback as Callback, null);
     });
+  }
+
+  // lifeguard's gauges here too, so that `instrumentPool` and `toPrometheusText` take the pool
+  // a library built itself (TypeORM's `dataSource.driver.pool`); the rest is on `promise()`.
+  stats(): PoolStats {
+    return this.#shared.pool.stats();
+  }
+
+  health(): PoolHealth {
+    return this.#shared.pool.health();
+  }
+
+  /** `true` once `end()` was called. */
+  get closed(): boolean {
+    return this.#shared.ended;
   }
 
   // mysql2's own pool methods, on this pool's `config`: the same escaping (sql-escaper, the connection's stringifyObjects and timezone).

@@ -22,13 +22,26 @@ export { QueryTimeoutError, TransactionRolledBackError } from '../mysql/index.js
 export type { DirtyRelease, MysqlIsolationLevel, MysqlTransactionOptions, ResetOnRelease } from '../mysql/index.js';
 
 /**
+ * mysql2's callback-style pool (`getConnection(cb)`, `query(sql, values, cb)`, `execute`,
+ * `end(cb)`, `promise()`) backed by lifeguard, with its gauges for the exporters.
+ */
+export interface LifeguardCallbackPool extends CallbackPool {
+  /** Gauges, counters and timings (see lifeguard's `PoolStats`). */
+  stats(): PoolStats;
+  /** A verdict for a readiness probe. */
+  health(): PoolHealth;
+  /** `true` once `end()` was called. */
+  readonly closed: boolean;
+}
+
+/**
  * mysql2's promise pool (`getConnection`, `query`, `execute`, `end`, `escape`, `format`,
  * events `connection`/`acquire`/`release`/`enqueue`, `.pool`) backed by lifeguard, with
  * lifeguard's API beside mysql2's.
  */
 export interface Pool extends Omit<Mysql2PromisePool, 'pool'> {
   /** The callback-style pool, as mysql2's promise pool has it: `getConnection(cb)`, `query(sql, values, cb)`, `end(cb)`. */
-  readonly pool: CallbackPool;
+  readonly pool: LifeguardCallbackPool;
   /** Run `fn` with these acquire options applying to every checkout inside it (an ORM's too): `signal`, `timeoutMs` (the budget from now), `priority`. */
   run<R>(options: RequestScope, fn: () => R): R;
   /** Borrow a connection as a lifeguard lease (`await using`, `release()`, `destroy(err)`). */
@@ -70,7 +83,7 @@ export function createPool(config: PoolOptions | string): Pool {
  * and libraries that call `getConnection(cb)`, such as TypeORM's mysql driver. Its
  * `promise()` is the promise pool, with lifeguard's API.
  */
-export function createCallbackPool(config: PoolOptions | string): CallbackPool {
+export function createCallbackPool(config: PoolOptions | string): LifeguardCallbackPool {
   return createPool(config).pool;
 }
 
