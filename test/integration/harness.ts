@@ -21,6 +21,7 @@ import { basename } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createPostgresPool, type PostgresPool, type PostgresPoolConfig } from '../../src/adapters/postgres/index.js';
+import { rejectionOf, sleep, waitFor, watchProcessErrors } from '../support/wait.js';
 import { type Backend, CAPABILITIES, type Capabilities, type ConnectionFields, firstLine, PROVIDER, type ProviderName, type ShutdownMode, startProvider } from './providers.js';
 
 // ------------------------------------------------------------------ the per-file handle
@@ -89,13 +90,7 @@ export function usePostgres(): TestDatabase {
   const adminClients = new Set<pg.Client>();
   const pools = new Set<PostgresPool>();
   const cleanups: string[] = [];
-  const processErrors: { kind: string; error: unknown }[] = [];
-  const onRejection = (reason: unknown): void => {
-    processErrors.push({ kind: 'unhandledRejection', error: reason });
-  };
-  const onException = (error: unknown): void => {
-    processErrors.push({ kind: 'uncaughtException', error });
-  };
+  let processErrors: ReturnType<typeof watchProcessErrors> | undefined;
 
   const server = (): Backend => {
     if (backend === undefined) throw new Error('usePostgres(): the server is not started yet (use it inside tests or hooks)');
@@ -115,8 +110,7 @@ export function usePostgres(): TestDatabase {
   };
 
   beforeAll(async () => {
-    process.on('unhandledRejection', onRejection);
-    process.on('uncaughtException', onException);
+    processErrors = watchProcessErrors();
     const started = performance.now();
     backend = await startProvider(PROVIDER);
     const version = (await queryOnce(fields(), 'SHOW server_version')).rows[0]?.server_version as string;
@@ -133,6 +127,7 @@ export function usePostgres(): TestDatabase {
   }, 180_000);
 
   afterAll(async () => {
+    let errors: string[] = [];
     try {
       await Promise.allSettled([...pools].map((pool) => pool.close({ timeoutMs: 2000 })));
       // Only a shared server keeps anything after the file; a throwaway one is removed whole.
@@ -142,16 +137,14 @@ export function usePostgres(): TestDatabase {
       for (const client of adminClients) await client.end().catch(() => {});
       if (adminShared !== undefined) await adminShared.end().catch(() => {});
     } finally {
-      await backend?.teardown();
-      // Let rejections from the last turns be reported before looking.
-      await sleep(50);
-      process.off('unhandledRejection', onRejection);
-      process.off('uncaughtException', onException);
+      try {
+        await backend?.teardown();
+      } finally {
+        // stop() lets rejections from the last turns be reported before looking.
+        errors = (await processErrors?.stop()) ?? [];
+      }
     }
-    expect(
-      processErrors.map(({ kind, error }) => `${kind}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
-      'no unhandled rejections or uncaught exceptions in this file (FAULTS.md I4)',
-    ).toEqual([]);
+    expect(errors, 'no unhandled rejections or uncaught exceptions in this file (FAULTS.md I4)').toEqual([]);
   }, 60_000);
 
   const db: TestDatabase = {
@@ -296,6 +289,8 @@ export function usePostgres(): TestDatabase {
 
 // ------------------------------------------------------------------ small helpers
 
+export { rejectionOf, sleep, waitFor };
+
 /** One query on a fresh connection. */
 export async function queryOnce<R extends pg.QueryResultRow = pg.QueryResultRow>(fields: ConnectionFields, text: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
   const client = new pg.Client({ ...fields, application_name: 'lifeguard-harness', connectionTimeoutMillis: 10_000 });
@@ -313,36 +308,6 @@ function isDeadClient(client: pg.Client): boolean {
   return c._ending === true || c._ended === true || c._queryable === false;
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Poll `check` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, { timeoutMs = 5000, everyMs = 20 } = {}): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (performance.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${firstLine(last)})`);
-    await sleep(everyMs);
-  }
-}
-
-/** The rejection of `promise` (fails if it resolves). */
-export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error & { code?: string };
-  }
-  throw new Error('expected the promise to reject, but it resolved');
-}
 
 
 /** A short tag for the calling test file, from vitest's state (e.g. "txn" for transactions.test.ts). */

@@ -22,12 +22,14 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { firstLine, freePort, withTimeout } from '../support/wait.js';
+
+export { firstLine, freePort };
 
 const execFileAsync = promisify(execFile);
 
@@ -452,36 +454,3 @@ export function startProvider(provider: ProviderChoice): Promise<Backend> {
     );
   });
 }
-
-// ------------------------------------------------------------------ small helpers
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** A TCP port nothing listens on right now (the servers' ports; tests use it for "nobody there"). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not find a free port'))));
-    });
-  });
-}
-
-/** The first line of an error message (or of a value), at most 300 characters. */
-export function firstLine(value: unknown): string {
-  const text = value instanceof Error ? value.message : String(value);
-  return text.split('\n', 1)[0]!.slice(0, 300);
-}
-

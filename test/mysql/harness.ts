@@ -26,10 +26,11 @@ import { randomBytes } from 'node:crypto';
 import { basename } from 'node:path';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
-import { quoteIdent } from '../support/mariadb.js';
-import { type Backend, CAPABILITIES, type Capabilities, firstLine, PROVIDER, PROVIDER_CAPABILITIES, type ProviderName, sleep, startProvider, withTimeout } from './providers.js';
+import { quoteIdent, reconnectingAdmin } from '../support/mariadb.js';
+import { firstLine, rejectionOf, sleep, waitFor, watchProcessErrors, withTimeout } from '../support/wait.js';
+import { type Backend, CAPABILITIES, type Capabilities, PROVIDER, PROVIDER_CAPABILITIES, type ProviderName, startProvider } from './providers.js';
 
-export { PROVIDER, PROVIDER_CAPABILITIES, sleep };
+export { PROVIDER, PROVIDER_CAPABILITIES, rejectionOf, sleep, waitFor };
 
 /** Options for a mysql2 connection (or a pool): host, port, user, password, database. */
 export interface ConnectionOptions {
@@ -93,18 +94,10 @@ export function useMariaDb(): TestMariaDb {
   let backend: Backend | undefined;
   let version = '';
   let database = '';
-  let adminShared: mysql.Connection | undefined;
-  let adminDead = false;
   const connections = new Set<mysql.Connection>();
   const users: string[] = [];
   const tables: string[] = [];
-  const processErrors: { kind: string; error: unknown }[] = [];
-  const onRejection = (reason: unknown): void => {
-    processErrors.push({ kind: 'unhandledRejection', error: reason });
-  };
-  const onException = (error: unknown): void => {
-    processErrors.push({ kind: 'uncaughtException', error });
-  };
+  let processErrors: ReturnType<typeof watchProcessErrors> | undefined;
 
   if (PROVIDER.name === 'skip') {
     console.log(`[lifeguard] MySQL tests in ${fileTag} skipped: LIFEGUARD_TEST_MYSQL=skip`);
@@ -125,11 +118,12 @@ export function useMariaDb(): TestMariaDb {
     conn.on('error', () => {});
     return conn;
   };
-  const dropAdmin = (): void => {
-    adminShared?.destroy();
-    adminShared = undefined;
-    adminDead = false;
-  };
+  // No default database: the file's database is created through this connection.
+  const adminSession = reconnectingAdmin(() => {
+    const { host, port, user, password } = server();
+    return withTimeout(mysql.createConnection({ host, port, user, password, connectTimeout: 10_000 }), 15_000, `connecting to ${host}:${port}`);
+  });
+  const dropAdmin = adminSession.drop;
 
   const db: TestMariaDb = {
     get provider() {
@@ -164,29 +158,7 @@ export function useMariaDb(): TestMariaDb {
       return db.urlFor();
     },
     connection,
-    async admin<T = unknown>(sql: string, params?: unknown[]): Promise<T> {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          if (adminShared === undefined || adminDead) {
-            dropAdmin();
-            // No default database: the file's database is created through this connection.
-            const { host, port, user, password } = server();
-            const conn = await withTimeout(mysql.createConnection({ host, port, user, password, connectTimeout: 10_000 }), 15_000, `connecting to ${host}:${port}`);
-            conn.on('error', () => {
-              adminDead = true;
-            });
-            adminShared = conn;
-          }
-          const [rows] = await withTimeout(adminShared.query(sql, params), 30_000, `admin query ${JSON.stringify(sql.slice(0, 60))}`);
-          return rows as T;
-        } catch (error) {
-          // The shared connection died (restart, kill, stop, timeout): replace it once.
-          const dead = adminDead || (error as { fatal?: boolean }).fatal === true || /took longer than|closed state|ECONNRESET|ECONNREFUSED/.test(String(error));
-          if (!dead || attempt >= 2) throw error;
-          dropAdmin();
-        }
-      }
-    },
+    admin: adminSession.query,
     async adminConnection(account?: Account) {
       const conn = await open(connection(account));
       connections.add(conn);
@@ -243,8 +215,7 @@ export function useMariaDb(): TestMariaDb {
 
   beforeAll(async () => {
     if (PROVIDER.name === 'skip') return;
-    process.on('unhandledRejection', onRejection);
-    process.on('uncaughtException', onException);
+    processErrors = watchProcessErrors();
     const started = performance.now();
     backend = await startProvider(PROVIDER);
     try {
@@ -264,6 +235,7 @@ export function useMariaDb(): TestMariaDb {
 
   afterAll(async () => {
     if (PROVIDER.name === 'skip') return;
+    let errors: string[] = [];
     try {
       for (const conn of connections) conn.destroy();
       // Only a shared server keeps anything after the file; a throwaway one is removed whole.
@@ -273,49 +245,20 @@ export function useMariaDb(): TestMariaDb {
       }
       dropAdmin();
     } finally {
-      await backend?.teardown();
-      // Let rejections from the last turns be reported before looking.
-      await sleep(50);
-      process.off('unhandledRejection', onRejection);
-      process.off('uncaughtException', onException);
+      try {
+        await backend?.teardown();
+      } finally {
+        // stop() lets rejections from the last turns be reported before looking.
+        errors = (await processErrors?.stop()) ?? [];
+      }
     }
-    expect(
-      processErrors.map(({ kind, error }) => `${kind}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`),
-      'no unhandled rejections or uncaught exceptions in this file (FAULTS.md I4)',
-    ).toEqual([]);
+    expect(errors, 'no unhandled rejections or uncaught exceptions in this file (FAULTS.md I4)').toEqual([]);
   }, 90_000);
 
   return db;
 }
 
 // ------------------------------------------------------------------ small helpers
-
-/** Poll `check` until it returns a truthy value (returned) or `timeoutMs` passes (throws with `what`). */
-export async function waitFor<T>(what: string, check: () => Promise<T> | T, { timeoutMs = 5000, everyMs = 20 } = {}): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (performance.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${firstLine(last)})`);
-    await sleep(everyMs);
-  }
-}
-
-/** The rejection of `promise` (fails if it resolves). */
-export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string; errno?: number; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error & { code?: string };
-  }
-  throw new Error('expected the promise to reject, but it resolved');
-}
 
 /** A short tag for the calling test file, from vitest's state (e.g. "harness" for harness.test.ts). */
 function testFileTag(): string {

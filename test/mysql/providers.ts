@@ -23,7 +23,8 @@
 //   kill       kill(): SIGKILL the server (a crash); start() brings it back (crash recovery)
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
-import { freePort, MARIADB_INSTALL_HINT, mariadbBinaries, type MariaDbFields, serverSettings, startMariaDb } from '../support/mariadb.js';
+import { firstLine, freePort, sleep, withTimeout } from '../support/wait.js';
+import { MARIADB_INSTALL_HINT, mariadbBinaries, type MariaDbFields, serverSettings, startMariaDb } from '../support/mariadb.js';
 
 export type ProviderName = 'private' | 'testcontainers' | 'url' | 'skip';
 
@@ -308,26 +309,4 @@ export function startProvider(provider: ProviderChoice): Promise<Backend> {
       { cause: error },
     );
   });
-}
-
-// ------------------------------------------------------------------ small helpers
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** The first line of an error message (or of a value), at most 300 characters. */
-export function firstLine(value: unknown): string {
-  const text = value instanceof Error ? value.message : String(value);
-  return text.split('\n', 1)[0]!.slice(0, 300);
 }

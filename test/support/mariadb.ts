@@ -13,18 +13,23 @@
 //   await server.teardown();  // stop (SIGKILL if a clean shutdown takes too long) + rm -rf
 //
 // Every step is bounded in time; a failure names the step and ends with the server log tail.
+// The data directory is a copy of a template that mariadb-install-db made once per machine
+// (<tmpdir>/lifeguard-mariadb-template-<key>, ~35 MB, kept as a cache; a start takes ~0.3 s
+// instead of ~1.3 s); LIFEGUARD_MARIADB_TEMPLATE=0 runs mariadb-install-db for every start.
 // Binaries: MARIADB_BIN_DIR (a directory holding mariadbd and mariadb-install-db) overrides
 // the search of PATH, /usr/sbin and /usr/bin (set it to an empty directory to simulate a
 // machine without MariaDB).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
+import { firstLine, freePort, withTimeout } from './wait.js';
+
+export { freePort };
 
 const execFileAsync = promisify(execFile);
 
@@ -33,6 +38,8 @@ const execFileAsync = promisify(execFile);
 export interface MariaDbBinaries {
   readonly mariadbd: string;
   readonly installDb: string;
+  /** util-linux's setpriv, when present (needed to run as the mysql user when we are root). */
+  readonly setpriv: string | undefined;
 }
 
 /** Where mariadbd and mariadb-install-db are, or undefined if either is missing. */
@@ -54,7 +61,16 @@ export function mariadbBinaries(): MariaDbBinaries | undefined {
   };
   const mariadbd = find('mariadbd', 'mysqld');
   const installDb = find('mariadb-install-db', 'mysql_install_db');
-  return mariadbd !== undefined && installDb !== undefined ? { mariadbd, installDb } : undefined;
+  if (mariadbd === undefined || installDb === undefined) return undefined;
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => {
+    try {
+      accessSync(path, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return { mariadbd, installDb, setpriv };
 }
 
 export const MARIADB_INSTALL_HINT =
@@ -82,11 +98,19 @@ export interface MariaDbFields {
   readonly database: string;
 }
 
+export interface SessionMarker {
+  readonly user?: string;
+  readonly db?: string;
+  readonly info?: string;
+}
+
 export interface MariaDb extends MariaDbFields {
   /** `SELECT VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1`. */
   readonly version: string;
   /** `mysql://root:password@127.0.0.1:port/database`. */
   readonly url: string;
+  /** The temporary directory holding the data directory, socket and tmpdir (removed by teardown). */
+  readonly dir: string;
   /** The server's process id while it runs (undefined when stopped). */
   readonly pid: number | undefined;
   /** A query on the shared admin connection, which reconnects after a restart or a kill. */
@@ -101,8 +125,12 @@ export interface MariaDb extends MariaDbFields {
   /** SIGSTOP / SIGCONT: the server is frozen (connections hang, nothing is refused). */
   pause(): Promise<void>;
   unpause(): Promise<void>;
-  /** Sessions in information_schema.PROCESSLIST of `user` (the admin connection itself not counted). */
-  connectionsOf(user: string): Promise<number>;
+  /**
+   * Sessions in information_schema.PROCESSLIST (the admin connection itself not counted):
+   * of a user, or those matching a marker: `{ db }` (their current database) or `{ info }`
+   * (a substring of the statement they run, e.g. a comment the test put in it).
+   */
+  connectionsOf(who: string | SessionMarker): Promise<number>;
   /** KILL CONNECTION id. */
   killConnection(id: number): Promise<void>;
   /** KILL QUERY id. */
@@ -148,6 +176,7 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
   const database = options.database ?? 'lifeguard';
   const password = randomBytes(12).toString('hex');
   const runAs = process.getuid?.() === 0 ? await serverUser() : undefined;
+  if (runAs !== undefined && bins.setpriv === undefined) throw new Error('MariaDB: running as root needs setpriv (util-linux) to start mariadbd as the mysql user');
   const dir = await mkdtemp(join(tmpdir(), 'lifeguard-mariadb-'));
   const dataDir = join(dir, 'data');
   const socket = join(dir, 'mysqld.sock');
@@ -166,29 +195,37 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
   let port = 0;
   let paused = false;
   let torn = false;
-  let adminConn: mysql.Connection | undefined;
-  let adminDead = false;
 
+  const fields = (): MariaDbFields => ({ host: HOST, port, user: 'root', password, database });
   const isRunning = (): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
 
   const launch = async (p: number): Promise<void> => {
     const args = ['--no-defaults', `--datadir=${dataDir}`, `--socket=${socket}`, `--pid-file=${join(dir, 'mariadbd.pid')}`, `--tmpdir=${join(dir, 'tmp')}`, `--bind-address=${HOST}`, `--port=${p}`, ...settings];
-    const command = runAs !== undefined ? 'setpriv' : bins.mariadbd;
-    const argv = runAs !== undefined ? ['--reuid', runAs.uid, '--regid', runAs.gid, '--init-groups', '--pdeathsig', 'KILL', '--', bins.mariadbd, ...args] : args;
+    // setpriv (util-linux): the non-root user when we are root, and SIGKILL for the server if
+    // the process that started it dies (a crashed test worker leaves no server behind).
+    const setpriv = [...(runAs !== undefined ? ['--reuid', runAs.uid, '--regid', runAs.gid, '--init-groups'] : []), '--pdeathsig', 'KILL', '--', bins.mariadbd];
+    const command = bins.setpriv ?? bins.mariadbd;
+    const argv = bins.setpriv !== undefined ? [...setpriv, ...args] : args;
     log(`--- starting mariadbd on ${HOST}:${p}`);
     const proc = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
     proc.stdout.on('data', log);
     proc.stderr.on('data', log);
-    exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
-      log(`--- mariadbd exited (${signal ?? `code ${code}`})`);
-      resolve();
-    }));
-    proc.once('error', (error) => log(`--- could not run ${command}: ${error.message}`));
+    exited = new Promise((resolve) => {
+      proc.once('exit', (code, signal) => {
+        log(`--- mariadbd exited (${signal ?? `code ${code}`})`);
+        resolve();
+      });
+      proc.once('error', (error) => {
+        log(`--- could not run ${command}: ${error.message}`);
+        resolve();
+      });
+    });
     const ready = await Promise.race([
       new Promise<'ready'>((resolve) => {
-        const onData = (chunk: Buffer): void => {
-          if (/ready for connections/.test(String(chunk))) {
+        const onData = (): void => {
+          // The log lines so far (a line may arrive in two chunks).
+          if (/ready for connections/.test(logTail(3))) {
             proc.stderr.off('data', onData);
             resolve('ready');
           }
@@ -229,40 +266,9 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     }
   };
 
-  const fields = (): MariaDbFields => ({ host: HOST, port, user: 'root', password, database });
-
-  const connect = async (): Promise<mysql.Connection> => {
-    const conn = await withTimeout(mysql.createConnection({ ...fields(), connectTimeout: 10_000 }), 15_000, 'the admin connection');
-    conn.on('error', () => {
-      adminDead = true;
-    });
-    return conn;
-  };
-
-  function dropAdmin(): void {
-    const conn = adminConn;
-    adminConn = undefined;
-    adminDead = false;
-    conn?.destroy();
-  }
-
-  const admin = async <T = unknown>(sql: string, params?: unknown[]): Promise<T> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (adminConn === undefined || adminDead) {
-          dropAdmin();
-          adminConn = await connect();
-        }
-        const [rows] = await withTimeout(adminConn.query(sql, params), 30_000, `admin query ${JSON.stringify(sql.slice(0, 60))}`);
-        return rows as T;
-      } catch (error) {
-        // A dead connection (restart, kill, timeout) is replaced once; SQL errors are the caller's.
-        const fatal = adminDead || (error as { fatal?: boolean }).fatal === true || /took longer than|closed state|ECONNRESET|ECONNREFUSED/.test(String(error));
-        if (!fatal || attempt >= 2) throw error;
-        dropAdmin();
-      }
-    }
-  };
+  const adminSession = reconnectingAdmin(() => withTimeout(mysql.createConnection({ ...fields(), connectTimeout: 10_000 }), 15_000, 'the admin connection'));
+  const admin = adminSession.query;
+  const dropAdmin = adminSession.drop;
 
   const start = async (): Promise<void> => {
     if (torn) throw new Error('MariaDB: start() after teardown()');
@@ -287,18 +293,26 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     await mkdir(join(dir, 'tmp'));
     if (runAs !== undefined) await chown(join(dir, 'tmp'), Number(runAs.uid), Number(runAs.gid));
     if (runAs !== undefined) await chown(dir, Number(runAs.uid), Number(runAs.gid));
-    // mariadb-install-db: system tables only (no test db, no anonymous users); root@localhost
-    // and root@127.0.0.1 etc. with an empty password, set below over the socket.
-    try {
-      await execFileAsync(
-        bins.installDb,
-        ['--no-defaults', `--datadir=${dataDir}`, ...(runAs !== undefined ? [`--user=${runAs.name}`] : []), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve', ...settings.filter((s) => s.startsWith('--innodb'))],
-        { timeout: startTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 4 << 20 },
-      );
-    } catch (error) {
-      const e = error as { stdout?: string; stderr?: string };
-      log(`${e.stdout ?? ''}\n${e.stderr ?? ''}`);
-      throw failure('mariadb-install-db failed', error);
+    // mariadb-install-db (system tables only: no test db, no anonymous users; root@localhost
+    // and root@127.0.0.1 etc. with an empty password, set below over the socket), or a copy
+    // of a data directory it made before (see dataDirTemplate).
+    const installArgs = ['--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve', ...settings.filter((s) => s.startsWith('--innodb'))];
+    const install = async (target: string, scratch: string): Promise<void> => {
+      // Its own tmpdir: bootstraps running at once in a shared /tmp collide on temporary table names.
+      const result = await runBounded(bins.installDb, ['--no-defaults', `--datadir=${target}`, `--tmpdir=${scratch}`, ...(runAs !== undefined ? [`--user=${runAs.name}`] : []), ...installArgs], startTimeoutMs);
+      if (result.failed !== undefined) {
+        log(result.output);
+        throw failure(`mariadb-install-db ${result.failed}`);
+      }
+    };
+    const template = process.env.LIFEGUARD_MARIADB_TEMPLATE === '0' ? undefined : await dataDirTemplate(bins, installArgs, runAs, install).catch((error: unknown) => {
+      log(`--- no data directory template (${firstLine(error)}); running mariadb-install-db`);
+      return undefined;
+    });
+    const copied = template !== undefined && (await runBounded('cp', ['-a', '--', template, dataDir], startTimeoutMs)).failed === undefined;
+    if (!copied) {
+      await rm(dataDir, { recursive: true, force: true });
+      await install(dataDir, join(dir, 'tmp'));
     }
 
     // A free port; one taken between the check and the bind is retried with another.
@@ -356,6 +370,7 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     password,
     database,
     version,
+    dir,
     get url() {
       return `mysql://root:${encodeURIComponent(password)}@${HOST}:${port}/${encodeURIComponent(database)}`;
     },
@@ -375,15 +390,36 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
     },
     async pause() {
       if (!isRunning()) throw new Error('MariaDB: pause() while the server is not running');
+      const pid = child!.pid!;
       child!.kill('SIGSTOP');
       paused = true;
+      // SIGSTOP returns before every thread has stopped (a thread busy in a system call stops
+      // when it leaves it) and a request sent meanwhile may still be answered; wait, like
+      // `docker pause` waits for its freezer, until all of them show state T.
+      const deadline = Date.now() + 5000;
+      while (!allThreadsStopped(pid)) {
+        if (Date.now() > deadline) throw failure(`mariadbd (pid ${pid}) did not stop within 5 s of SIGSTOP`);
+        await sleepMs(2);
+      }
     },
     async unpause() {
       if (isRunning()) child!.kill('SIGCONT');
       paused = false;
     },
-    async connectionsOf(user: string) {
-      const rows = await admin<{ n: number }[]>('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()', [user]);
+    async connectionsOf(who: string | SessionMarker) {
+      const marker = typeof who === 'string' ? { user: who } : who;
+      const where = ['ID <> CONNECTION_ID()'];
+      const params: unknown[] = [];
+      const match = (condition: string, value: string | undefined): void => {
+        if (value === undefined) return;
+        where.push(condition);
+        params.push(value);
+      };
+      match('USER = ?', marker.user);
+      match('DB = ?', marker.db);
+      match('INSTR(INFO, ?) > 0', marker.info);
+      if (params.length === 0) throw new Error('connectionsOf(): give a user or a marker ({ user, db, info })');
+      const rows = await admin<{ n: number }[]>(`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ${where.join(' AND ')}`, params);
       return Number(rows[0]!.n);
     },
     async killConnection(id: number) {
@@ -407,6 +443,147 @@ export async function startMariaDb(options: MariaDbOptions = {}): Promise<MariaD
 }
 
 // ------------------------------------------------------------------ helpers
+
+/**
+ * A data directory freshly made by mariadb-install-db, shared by every start on this machine
+ * (copying it takes ~70 ms, mariadb-install-db ~1 s): `<tmpdir>/lifeguard-mariadb-template-<key>`,
+ * the key covering the binaries (path, size, mtime), the install options and the owner. Made once,
+ * in a scratch directory renamed into place, so a concurrent start never sees half of one; a
+ * start that loses the race uses the winner's. About 35 MB; LIFEGUARD_MARIADB_TEMPLATE=0 turns it off.
+ */
+async function dataDirTemplate(
+  bins: MariaDbBinaries,
+  installArgs: readonly string[],
+  runAs: ServerUser | undefined,
+  install: (target: string, scratch: string) => Promise<void>,
+): Promise<string> {
+  const identity = [bins.mariadbd, bins.installDb].map((path) => {
+    const st = statSync(path);
+    return `${path}:${st.size}:${st.mtimeMs}`;
+  });
+  const key = createHash('sha256')
+    .update(JSON.stringify([identity, installArgs, runAs?.uid ?? process.getuid?.()]))
+    .digest('hex')
+    .slice(0, 16);
+  const template = join(tmpdir(), `lifeguard-mariadb-template-${key}`);
+  if (existsSync(join(template, 'mysql'))) return template;
+  const scratch = await mkdtemp(join(tmpdir(), 'lifeguard-mariadb-template-build-'));
+  try {
+    if (runAs !== undefined) {
+      await chmod(scratch, 0o755);
+      await chown(scratch, Number(runAs.uid), Number(runAs.gid));
+    }
+    await mkdir(join(scratch, 'tmp'));
+    if (runAs !== undefined) await chown(join(scratch, 'tmp'), Number(runAs.uid), Number(runAs.gid));
+    await install(join(scratch, 'data'), join(scratch, 'tmp'));
+    try {
+      await rename(join(scratch, 'data'), template);
+    } catch (error) {
+      // Another start made it first (rename onto a non-empty directory fails): use theirs.
+      if (!existsSync(join(template, 'mysql'))) throw error;
+    }
+    return template;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Run `command` in its own process group, killing the whole group (mariadb-install-db's
+ * bootstrap server too) if it takes longer than `timeoutMs`. `failed` says how it failed.
+ */
+function runBounded(command: string, args: readonly string[], timeoutMs: number): Promise<{ output: string; failed?: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let output = '';
+    const collect = (chunk: Buffer): void => {
+      output = (output + String(chunk)).slice(-64_000);
+    };
+    proc.stdout.on('data', collect);
+    proc.stderr.on('data', collect);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-proc.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, timeoutMs);
+    proc.once('error', (error) => {
+      clearTimeout(timer);
+      resolve({ output, failed: `could not run: ${error.message}` });
+    });
+    proc.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) resolve({ output, failed: `took longer than ${timeoutMs} ms (killed)` });
+      else if (code !== 0) resolve({ output, failed: `failed (${signal ?? `exit code ${code}`})` });
+      else resolve({ output });
+    });
+  });
+}
+
+/** Whether every thread of `pid` is stopped (state T or t in /proc/PID/task/TID/stat). */
+function allThreadsStopped(pid: number): boolean {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return true; // gone
+  }
+  return tasks.every((tid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return /^[Tt]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+    } catch {
+      return true; // the thread ended
+    }
+  });
+}
+
+/** A timer that does not keep the process alive (the bounds raced against a server's exit). */
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** A query function on one shared connection (made by `open`), replaced once when it has died (restart, kill, timeout). */
+export function reconnectingAdmin(open: () => Promise<mysql.Connection>): {
+  query<T = unknown>(sql: string, params?: unknown[]): Promise<T>;
+  /** Close the shared connection now (the next query opens a new one). */
+  drop(): void;
+} {
+  let conn: mysql.Connection | undefined;
+  let dead = false;
+  const drop = (): void => {
+    const old = conn;
+    conn = undefined;
+    dead = false;
+    old?.destroy();
+  };
+  const query = async <T = unknown>(sql: string, params?: unknown[]): Promise<T> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (conn === undefined || dead) {
+          drop();
+          const fresh = await open();
+          // A restart or a KILL ends it; never let that crash the process.
+          fresh.on('error', () => {
+            if (conn === fresh) dead = true;
+          });
+          conn = fresh;
+        }
+        const [rows] = await withTimeout(conn.query(sql, params), 30_000, `admin query ${JSON.stringify(sql.slice(0, 60))}`);
+        return rows as T;
+      } catch (error) {
+        // A dead connection is replaced once; SQL errors are the caller's.
+        const fatal = dead || (error as { fatal?: boolean }).fatal === true || /took longer than|closed state|ECONNRESET|ECONNREFUSED/.test(String(error));
+        if (!fatal || attempt >= 2) throw error;
+        drop();
+      }
+    }
+  };
+  return { query, drop };
+}
 
 interface ServerUser {
   readonly name: string;
@@ -439,37 +616,4 @@ async function serverUser(): Promise<ServerUser> {
 /** `name` quoted as a MySQL identifier. */
 export function quoteIdent(name: string): string {
   return `\`${name.replace(/`/g, '``')}\``;
-}
-
-function sleepMs(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** A TCP port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const p = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (p > 0 ? resolve(p) : reject(new Error('could not find a free port'))));
-    });
-  });
-}
-
-function firstLine(value: unknown): string {
-  const text = value instanceof Error ? value.message : String(value);
-  return text.split('\n', 1)[0]!.slice(0, 300);
 }
