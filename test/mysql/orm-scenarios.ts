@@ -8,6 +8,7 @@
 import mysql2 from 'mysql2/promise';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPool, type Pool, type PoolOptions } from '../../src/adapters/mysql2/index.js';
+import { rejectionOf, waitFor } from '../support/wait.js';
 import type { Account, TestMariaDb } from './harness.js';
 
 /** A row shape the ORMs return for raw SQL. */
@@ -64,23 +65,6 @@ export function describeChain(error: unknown): string {
     lines.push(`${(e as Error).name ?? typeof e} ${String((e as { code?: unknown }).code ?? '')}: ${message}`);
   }
   return lines.join('\n  caused by ');
-}
-
-export async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a rejection, got a result');
-}
-
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** The scenarios, as a describe block for `orm`. */
@@ -220,7 +204,7 @@ export function ormScenarios(db: TestMariaDb, orm: OrmUnderTest): void {
       await waitFor('SLEEP to stop running on the server', async () => {
         const rows = await db.admin<unknown[]>("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND INFO LIKE 'SELECT SLEEP%'", [user]);
         return rows.length === 0;
-      }, 2000);
+      }, { timeoutMs: 2000 });
       expect(await session.names()).toEqual([]);
     });
 
