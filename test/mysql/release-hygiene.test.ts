@@ -162,4 +162,18 @@ describe("a caller's listeners", () => {
     });
     expect(heard).toBe(0);
   });
+
+  it("and the pool's own are put back: a caller's removeAllListeners('error') does not let an idle connection's death crash the process", async () => {
+    const { pool, account } = await poolFor('ownlisteners');
+    await pool.withConnection(async (connection) => {
+      baseOf(connection).removeAllListeners('error');
+      baseOf(connection).removeAllListeners();
+    });
+    const [id] = await db.sessionIds(account.user);
+    await db.killConnection(id!);
+    // The pool hears the death (its listeners are back) and replaces the connection; the harness checks for uncaught errors.
+    await waitFor('the killed idle connection to be destroyed', () => pool.stats().destroyed === 1);
+    const [rows] = await pool.query<RowDataPacket[]>('SELECT 1 AS ok');
+    expect(rows).toEqual([{ ok: 1 }]);
+  });
 });

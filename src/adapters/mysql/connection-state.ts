@@ -57,7 +57,11 @@ export interface ConnectionState {
   /** A deadlock (1213) rolled back the transaction since the last `transactionStart()`: its ERR packet. */
   rolledBackBy?: { errno: number; message: string } | undefined;
   /** Listeners present when the pool took the connection (a caller's are removed at release). */
-  listeners?: Map<NodeJS.EventEmitter, Map<string | symbol, Set<unknown>>>;
+  listeners?: Map<NodeJS.EventEmitter, Map<string | symbol, ((...args: unknown[]) => void)[]>>;
+  /** A listener was added or removed since the snapshot. */
+  listenersChanged?: boolean;
+  /** restoreListeners is at work (its own changes do not count). */
+  restoring?: boolean;
 }
 
 const states = new WeakMap<object, ConnectionState>();
@@ -167,28 +171,59 @@ export function refSocket(connection: PromiseConnection, active: boolean): void 
   else stream.unref();
 }
 
-/** Snapshot the listeners on the connection (and its base) as the pool's own. */
+type Listener = (...args: unknown[]) => void;
+
+/**
+ * Snapshot the listeners on the connection (and its base) as the pool's own, and watch for
+ * changes, so that a borrow or return where nobody touched them costs one flag check.
+ */
 export function recordListeners(connection: PromiseConnection): void {
   const s = state(connection);
+  const emitters = [connection as unknown as NodeJS.EventEmitter, baseOf(connection)];
+  if (s.listeners === undefined) {
+    const onChange = (): void => {
+      if (!s.restoring) s.listenersChanged = true;
+    };
+    for (const emitter of emitters) {
+      emitter.on('newListener', onChange);
+      emitter.on('removeListener', onChange);
+    }
+  }
   s.listeners = new Map();
-  for (const emitter of [connection as unknown as NodeJS.EventEmitter, baseOf(connection)]) {
-    const events = new Map<string | symbol, Set<unknown>>();
-    for (const name of emitter.eventNames()) events.set(name, new Set(emitter.rawListeners(name)));
+  for (const emitter of emitters) {
+    const events = new Map<string | symbol, Listener[]>();
+    for (const name of emitter.eventNames()) events.set(name, emitter.rawListeners(name) as Listener[]);
     s.listeners.set(emitter, events);
   }
+  s.listenersChanged = false;
 }
 
-/** Remove listeners a caller added while it held the connection (they would fire for the next caller). */
+/**
+ * Back to the pool's own listeners: remove every listener a caller added (it would hear the
+ * next caller's events), and put back any of the pool's own a caller removed (its 'error'
+ * listener keeps a connection that dies while idle from crashing the process).
+ */
 export function restoreListeners(connection: PromiseConnection): void {
-  const recorded = state(connection).listeners;
-  if (recorded === undefined) return;
-  for (const [emitter, events] of recorded) {
-    for (const name of emitter.eventNames()) {
-      const own = events.get(name);
-      for (const listener of emitter.rawListeners(name)) {
-        if (own === undefined || !own.has(listener)) emitter.removeListener(name, listener as (...args: unknown[]) => void);
+  const s = state(connection);
+  const recorded = s.listeners;
+  if (!s.listenersChanged || recorded === undefined) return;
+  s.restoring = true;
+  try {
+    for (const [emitter, own] of recorded) {
+      for (const name of emitter.eventNames()) {
+        const kept = own.get(name);
+        for (const listener of emitter.rawListeners(name) as Listener[]) {
+          if (kept === undefined || !kept.includes(listener)) emitter.removeListener(name, listener);
+        }
+      }
+      for (const [name, listeners] of own) {
+        const now = emitter.rawListeners(name);
+        for (const listener of listeners) if (!now.includes(listener)) emitter.on(name, listener);
       }
     }
+  } finally {
+    s.restoring = false;
+    s.listenersChanged = false;
   }
 }
 
