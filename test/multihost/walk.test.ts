@@ -90,6 +90,28 @@ describe.skipIf(SKIP)('multi-host walk on a real primary, standby and fenced pri
     expect(mismatches).toEqual([]);
   }, 120_000);
 
+  it('lifeguard/pg (the pg.Pool drop-in) walks a multi-host URL as libpq does, for every target', async () => {
+    if (!hasPsql) throw new Error('psql (postgresql-client) is needed for the differential test against libpq');
+    const { Pool } = await import('../../src/adapters/pg/index.js');
+    const ports = [standby.port, fenced.port, primary.port];
+    const hosts = ports.map(at).join(',');
+    const mismatches: string[] = [];
+    for (const target of TARGET_SESSION_ATTRS) {
+      const libpq = await libpqChoice(`host=${ports.map(() => '127.0.0.1').join(',')} port=${ports.join(',')} user=postgres dbname=postgres target_session_attrs=${target}`);
+      const dropIn = new Pool({ connectionString: `postgres://postgres@${hosts}/postgres?target_session_attrs=${target}`, max: 1, retry: { retries: 0 } } as never);
+      let ours: string;
+      try {
+        ours = String((await dropIn.query<{ p: number }>('SELECT inet_server_port() AS p')).rows[0]!.p);
+        expect((dropIn.health() as PostgresPoolHealth).hosts?.map((h) => h.host)).toEqual(ports.map(at));
+      } catch {
+        ours = 'error';
+      }
+      await dropIn.end();
+      if (ours !== libpq) mismatches.push(`${target}: libpq=${libpq} lifeguard/pg=${ours}`);
+    }
+    expect(mismatches).toEqual([]);
+  }, 60_000);
+
   it('MH2: a refused host and a blackholed one cost one bound each, then are skipped within hostRecheckMs', async () => {
     const refused = await proxy(await freePort());
     const blackhole = await proxy(primary.port);

@@ -180,19 +180,26 @@ describe('the walk rules (libpq semantics)', () => {
   });
 });
 
-describe('lifeguard/pg (the pg.Pool drop-in) connects to one host', () => {
-  it('refuses a multi-host URL or hosts instead of silently using the first host', async () => {
+describe('lifeguard/pg (the pg.Pool drop-in) takes several hosts', () => {
+  it('a multi-host URL, hosts or a target_session_attrs: the same walk as createPostgresPool, health() lists each host', async () => {
     const { Pool } = await import('../../src/adapters/pg/index.js');
-    for (const config of [{ connectionString: `postgres://u:${SECRET}@a,b/db` }, { hosts: ['a', 'b'] }, { connectionString: 'postgres://a/db?target_session_attrs=read-write' }]) {
-      let thrown: unknown;
+    for (const [config, hosts] of [
+      [{ connectionString: `postgres://u:${SECRET}@a:5432,b:5433/db` }, ['a:5432', 'b:5433']],
+      [{ hosts: ['a', 'b:6432'], targetSessionAttrs: 'read-write' }, ['a:5432', 'b:6432']],
+      [{ connectionString: 'postgres://a/db?target_session_attrs=read-write' }, ['a:5432']],
+    ] as const) {
+      const pool = new Pool(config as never);
       try {
-        new Pool(config as never);
-      } catch (error) {
-        thrown = error;
+        const health = pool.health() as { hosts?: { host: string }[] };
+        expect(health.hosts?.map((h) => h.host)).toEqual(hosts);
+      } finally {
+        await pool.end();
       }
-      expect(thrown).toBeInstanceOf(InvalidPoolOptionError);
-      expect((thrown as InvalidPoolOptionError).option).toBe('hosts');
-      expect((thrown as Error).message).not.toContain(SECRET);
     }
+  });
+
+  it('still refuses a bad host list with a clear error', async () => {
+    const { Pool } = await import('../../src/adapters/pg/index.js');
+    expect(() => new Pool({ hosts: ['a', 'b'], host: 'c' } as never)).toThrow(InvalidPoolOptionError);
   });
 });

@@ -6,10 +6,10 @@
  */
 import pg from 'pg';
 import {
-  AcquireTimeoutError, CreateResourceError, InvalidPoolOptionError, PoolClosedError, createPool,
+  AcquireTimeoutError, CreateResourceError, PoolClosedError, createPool,
   type AcquireOptions, type Lease, type PoolHealth, type PoolStats,
 } from '../../index.js';
-import { postgresAdapter } from '../postgres/adapter.js';
+import { assemblePostgresAdapter } from '../postgres/assemble.js';
 import { isClientFatal } from '../postgres/client-state.js';
 import { resolvePostgresConfig } from '../postgres/config.js';
 import { PostgresPoolImpl, type PostgresPool } from '../postgres/postgres-pool.js';
@@ -83,14 +83,12 @@ class Pool extends pg.Pool {
   constructor(config?: PoolConfig) {
     const { config: postgresConfig, policy } = resolveDropInConfig(config);
     const resolved = resolvePostgresConfig(postgresConfig);
-    // The drop-in makes pg's own clients to one server; connecting to the first of several silently would hide the list.
-    if (resolved.hosts !== undefined) {
-      throw new InvalidPoolOptionError('hosts', 'lifeguard/pg connects to one host: for several hosts or target_session_attrs use createPostgresPool from lifeguard/postgres');
-    }
+    // Several hosts or a target_session_attrs (a multi-host URL, `hosts`, PGHOST lists): the same walk as createPostgresPool.
+    const assembled = assemblePostgresAdapter(resolved, policy.Client);
     // pg-pool's constructor only records its options (defaults applied, the password hidden): `pool.options`.
     super(config === undefined || config === null ? undefined : ({ ...config } as pg.PoolConfig));
     this.#policy = policy;
-    const adapter = withPoolEvents(postgresAdapter(resolved.clientConfig, { ...resolved.policy, Client: policy.Client }), policy, {
+    const adapter = withPoolEvents(assembled.adapter, policy, {
       connected: (client) => {
         this.#clients.add(client);
         this.emit('connect', client);
@@ -113,7 +111,9 @@ class Pool extends pg.Pool {
     // Events the core publishes name this object: the one users hold.
     this.#pg = new PostgresPoolImpl(() => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face: this as unknown as PostgresPool }), {
       pooler: resolved.policy.pooler?.pooler,
+      ...(assembled.health === undefined ? {} : { health: assembled.health }),
     });
+    assembled.register(this);
     Object.defineProperty(this, '_clients', { get: () => [...this.#clients], configurable: true, enumerable: false });
     if (policy.logging) logRemovals(this, policy.log);
   }

@@ -8,11 +8,8 @@
 import type pg from 'pg';
 import { createPool } from '../../index.js';
 import { resolvePostgresConfig, type PostgresPoolConfig } from './config.js';
-import { postgresAdapter } from './adapter.js';
+import { assemblePostgresAdapter } from './assemble.js';
 import { PostgresPoolImpl, type PostgresPool } from './postgres-pool.js';
-import { multiHostAdapter } from './host-select.js';
-import { registerHostView, withHosts, type HostView } from './host-metrics.js';
-import { accepts } from './host-state.js';
 
 export { isConnectionFatal, isRetryableConnectError, isTransactionRetryable } from './classify.js';
 export { resolveClientConfig } from './config.js';
@@ -35,27 +32,11 @@ export type { TargetSessionAttrs, LoadBalanceHosts, OnReadOnly, MultiHostConfig,
  */
 export function createPostgresPool(config: PostgresPoolConfig | string = {}): PostgresPool {
   const resolved = resolvePostgresConfig(config);
-  const walk = resolved.hosts;
-  if (walk === undefined) {
-    const adapter = postgresAdapter(resolved.clientConfig, resolved.policy);
-    return new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), { pooler: resolved.policy.pooler?.pooler });
-  }
-  const adapter = multiHostAdapter(
-    // One host with a target: the host pg would connect to.
-    walk.hosts.length > 0 ? walk : { ...walk, hosts: [singleHost(resolved.clientConfig)] },
-    (address) => postgresAdapter({ ...resolved.clientConfig, ...address }, resolved.policy),
-    { onError: resolved.policy.sessionLimits?.warn },
-  );
-  const view: HostView = { states: adapter.hostStates, accepts: (role) => accepts(walk.targetSessionAttrs, role), now: () => performance.now() };
+  const { adapter, health, register } = assemblePostgresAdapter(resolved);
   const pool = new PostgresPoolImpl((face) => createPool<pg.Client>({ ...resolved.poolOptions, adapter }, { face }), {
     pooler: resolved.policy.pooler?.pooler,
-    health: (health) => withHosts(health, view, walk.targetSessionAttrs),
+    ...(health === undefined ? {} : { health }),
   });
-  registerHostView(pool, view);
+  register(pool);
   return pool;
-}
-
-function singleHost(config: pg.ClientConfig): { host: string; port: number } {
-  const port = Number(config.port ?? process.env.PGPORT ?? 5432);
-  return { host: config.host ?? process.env.PGHOST ?? 'localhost', port: Number.isInteger(port) ? port : 5432 };
 }
