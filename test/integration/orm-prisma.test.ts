@@ -9,7 +9,7 @@ import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Pool } from '../../src/adapters/pg/index.js';
 import { prismaGenerate } from '../support/prisma-generate.js';
-import { usePostgres } from './harness.js';
+import { usePostgres, waitFor } from './harness.js';
 import { ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
 // The generated client's types exist only after generate: its module is loaded dynamically.
@@ -60,7 +60,7 @@ describe('PrismaPg and lifeguard/pg', () => {
     expect(await prisma.$queryRawUnsafe('SELECT 1 AS one')).toEqual([{ one: 1 }]);
     await prisma.$disconnect();
     expect(pool.ended).toBe(true);
-    expect(await db.sessions(app)).toBe(0);
+    await waitFor('no session of the pool left on the server', async () => (await db.sessions(app)) === 0, { timeoutMs: 3000 });
   });
 });
 

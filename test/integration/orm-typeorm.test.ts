@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DataSource, EntitySchema, type EntityManager } from 'typeorm';
 import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver.js';
 import lifeguardPg, { type Pool } from '../../src/adapters/pg/index.js';
-import { rejectionOf, usePostgres } from './harness.js';
+import { rejectionOf, usePostgres, waitFor } from './harness.js';
 import { hasCode, ormScenarios, type OrmTransaction, type Row } from './orm-scenarios.js';
 
 interface Account {
@@ -86,6 +86,6 @@ describe('TypeORM and lifeguard/pg: its own pool options', () => {
     } finally {
       await dataSource.destroy();
     }
-    expect(await db.sessions(app)).toBe(0);
+    await waitFor('no session of the pool left on the server', async () => (await db.sessions(app)) === 0, { timeoutMs: 3000 });
   });
 });

@@ -59,7 +59,7 @@ describe('end(), as pg-pool ends', () => {
     client.release();
     await ended;
     expect(pool.ended).toBe(true);
-    expect(await db.sessions(pool.app)).toBe(0);
+    await waitFor('no session of the pool left on the server', async () => (await db.sessions(pool.app)) === 0, { timeoutMs: 3000 });
   });
 
   it('a checkout it waits for is still bounded by its own deadline', async () => {

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import dropIn, { Pool, type PoolConfig } from '../../src/adapters/pg/index.js';
 import { CHANNELS, toPrometheusText, type AcquireEndEvent } from '../../src/index.js';
-import { usePostgres } from './harness.js';
+import { usePostgres, waitFor } from './harness.js';
 
 // pg-cursor ships no types: the little of it used here.
 interface CursorInstance<R> extends pg.Submittable {
@@ -138,7 +138,7 @@ describe('lifeguard/pg Pool: connect, release, query, end', () => {
     await expect(pool.end()).rejects.toThrow('Called end on pool more than once');
     await expect(pool.connect()).rejects.toThrow('Cannot use a pool after calling end on the pool');
     await expect(pool.query('SELECT 1')).rejects.toThrow('Cannot use a pool after calling end on the pool');
-    expect(await db.sessions(pool.options.application_name!)).toBe(0);
+    await waitFor('no session of the pool left on the server', async () => (await db.sessions(pool.options.application_name!)) === 0, { timeoutMs: 3000 });
   });
 });
 

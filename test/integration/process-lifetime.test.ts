@@ -5,7 +5,7 @@
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { describeChild, runNode } from '../support/child-process.js';
-import { usePostgres } from './harness.js';
+import { usePostgres, waitFor } from './harness.js';
 
 const db = usePostgres();
 
@@ -100,6 +100,6 @@ describe('close() leaves nothing behind (item 2)', () => {
     await pool.warmup();
     expect(await db.sessions(app)).toBe(4);
     await pool.close();
-    expect(await db.sessions(app)).toBe(0);
+    await waitFor('no session of the pool left on the server', async () => (await db.sessions(app)) === 0, { timeoutMs: 3000 });
   });
 });
