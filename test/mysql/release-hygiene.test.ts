@@ -121,11 +121,15 @@ describe('a connection released mid-query', () => {
 });
 
 describe("resetOnRelease: 'reset' (COM_RESET_CONNECTION)", () => {
-  it('gives the next caller a fresh session: variables, temporary tables and an open transaction gone; utf8mb4 kept; prepared statements work again', async () => {
+  it('gives the next caller a fresh session: variables, temporary tables, a USE and an open transaction gone; utf8mb4 kept; prepared statements work again', async () => {
     const t = await table();
-    const { pool } = await poolFor('reset', { resetOnRelease: 'reset' });
+    const { pool, account } = await poolFor('reset', { resetOnRelease: 'reset' });
+    const elsewhere = `${db.database}_elsewhere`;
+    await db.admin(`CREATE DATABASE IF NOT EXISTS ${elsewhere}`);
+    await db.admin(`GRANT ALL ON ${elsewhere}.* TO ?@'%'`, [account.user]);
     const [id1] = await pool.withConnection(async (connection) => {
       await connection.query("SET @leftover = 'x', SESSION sql_mode = 'ANSI_QUOTES'");
+      await connection.query(`USE ${elsewhere}`);
       await connection.query('CREATE TEMPORARY TABLE tmp_left (a int)');
       await connection.execute('SELECT ? AS p', [1]);
       await connection.query('BEGIN');
@@ -133,7 +137,7 @@ describe("resetOnRelease: 'reset' (COM_RESET_CONNECTION)", () => {
       return [connection.threadId];
     });
     const [row] = await pool.withConnection(async (connection) => {
-      const [rows] = await connection.query<RowDataPacket[]>("SELECT CONNECTION_ID() AS id, @leftover AS v, @@in_transaction AS tx, @@sql_mode LIKE '%ANSI_QUOTES%' AS ansi");
+      const [rows] = await connection.query<RowDataPacket[]>("SELECT CONNECTION_ID() AS id, @leftover AS v, @@in_transaction AS tx, @@sql_mode LIKE '%ANSI_QUOTES%' AS ansi, DATABASE() AS db");
       // mysql2 forgets its statement cache on reset: execute prepares again instead of failing.
       const [prepared] = await connection.execute<RowDataPacket[]>('SELECT ? AS p', [2]);
       expect(prepared).toEqual([{ p: 2 }]);
@@ -142,7 +146,9 @@ describe("resetOnRelease: 'reset' (COM_RESET_CONNECTION)", () => {
       expect(emoji).toEqual([{ s: 'snow ☃ and 🐬' }]);
       return rows;
     });
-    expect(row).toEqual({ id: id1, v: null, tx: 0, ansi: 0 });
+    // The default database is the configured one again (a caller's USE does not outlive its lease).
+    expect(row).toEqual({ id: id1, v: null, tx: 0, ansi: 0, db: db.database });
+    await db.admin(`DROP DATABASE ${elsewhere}`);
     expect(await rowsOf(pool, `SELECT count(*) AS n FROM ${t}`)).toEqual([{ n: 0 }]);
     expect(pool.stats().destroyed).toBe(0);
   });
