@@ -162,15 +162,14 @@ export function mysqlAdapter(
     async destroy(connection, signal) {
       const base = baseOf(connection);
       idle.delete(connection);
+      live.delete(connection);
       // A statement still running holds its locks until it ends: stop it on the server, then cut.
       if (!dead(connection) && busy(connection)) {
         const threadId = base.threadId;
         hardClose(connection);
-        live.delete(connection);
         if (threadId !== null) await stopStatement(connection, threadId);
         return;
       }
-      live.delete(connection);
       if (dead(connection)) {
         hardClose(connection);
         return;

@@ -20,6 +20,11 @@ export type KillOutcome = { readonly sent: true } | { readonly sent: false; read
 
 const killSql = (threadId: number): string => `KILL QUERY ${Math.trunc(threadId)}`;
 
+/** The server's answer to a KILL: 1094 (unknown thread) means the statement and its session ended before it arrived. */
+const answered = (error: Error | null): KillOutcome =>
+  error == null || (error as { errno?: number }).errno === 1094 ? { sent: true } : { sent: false, error };
+const noAnswer = (): KillOutcome => ({ sent: false, error: new Error(`no answer within ${KILL_TIMEOUT_MS} ms`) });
+
 /** Send `KILL QUERY threadId` from a new connection, bounded. */
 function killFromNewConnection(options: ConnectionOptions, threadId: number): Promise<KillOutcome> {
   return new Promise((resolve) => {
@@ -32,22 +37,21 @@ function killFromNewConnection(options: ConnectionOptions, threadId: number): Pr
       side.destroy();
       resolve(outcome);
     };
-    const timer = setTimeout(() => finish({ sent: false, error: new Error(`no answer within ${KILL_TIMEOUT_MS} ms`) }), KILL_TIMEOUT_MS);
+    const timer = setTimeout(() => finish(noAnswer()), KILL_TIMEOUT_MS);
     timer.unref();
     side.on('error', (error) => finish({ sent: false, error }));
-    // 1094 (unknown thread): the statement and its session ended before the kill arrived.
-    side.query(killSql(threadId), (error) => finish(error == null || (error as { errno?: number }).errno === 1094 ? { sent: true } : { sent: false, error }));
+    side.query(killSql(threadId), (error) => finish(answered(error)));
   });
 }
 
 /** Send `KILL QUERY threadId` on `via`, a live connection of the pool, bounded. */
 function killOver(via: PromiseConnection, threadId: number): Promise<KillOutcome> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve({ sent: false, error: new Error(`no answer within ${KILL_TIMEOUT_MS} ms`) }), KILL_TIMEOUT_MS);
+    const timer = setTimeout(() => resolve(noAnswer()), KILL_TIMEOUT_MS);
     timer.unref();
     baseOf(via).query(killSql(threadId), (error) => {
       clearTimeout(timer);
-      resolve(error == null || (error as { errno?: number }).errno === 1094 ? { sent: true } : { sent: false, error });
+      resolve(answered(error));
     });
   });
 }

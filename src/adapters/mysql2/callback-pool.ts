@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import mysql from 'mysql2';
 import type { PoolConnection as PromisePoolConnection } from 'mysql2/promise';
-import type { BaseConnection } from '../mysql/connection-state.js';
+import { baseOf, type BaseConnection } from '../mysql/connection-state.js';
 import type { PoolHealth, PoolStats } from '../../index.js';
 import type { ConnectionConfig, SharedPool } from './shared-pool.js';
 
@@ -35,7 +35,7 @@ function later(callback: Callback, ...args: unknown[]): void {
 
 /** The callback connection behind a leased promise connection (mysql2's PoolConnection). */
 function callbackSide(connection: PromisePoolConnection): BaseConnection & { release(): void } {
-  return (connection as unknown as { connection: BaseConnection & { release(): void } }).connection;
+  return baseOf(connection) as BaseConnection & { release(): void };
 }
 
 export class CallbackPool extends EventEmitter {
